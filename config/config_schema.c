@@ -1,0 +1,137 @@
+/* config_schema: the one schema table (key, type, default, bounds, doc). */
+#include "config/config_pvt.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define OFF(f) offsetof(struct config, f)
+#define KiB 1024LL
+#define MiB (1024LL * KiB)
+#define GiB (1024LL * MiB)
+#define TiB (1024LL * GiB)
+
+static const char *const bare_lf_names[] = {"refuse", "normalize", NULL};
+static const char *const log_level_names[] = {"err", "warn", "info", "debug", NULL};
+static const char *const role_names[] = {"mta", "submission", NULL};
+static const char *const action_names[] = {"local", "relay", "relay-via", "reject", NULL};
+
+/* clang-format off */
+const struct schema_row config_rows[] = {
+	{{"hostname", "string", "(gethostname())",
+	  "name in the greeting, EHLO reply and Received: header"},
+	 CK_HOSTNAME, 0, 0, OFF(hostname), NULL},
+	{{"workers", "int", "0",
+	  "dataplane worker threads, one pinned per core; 0 = one per online CPU"},
+	 CK_UINT, 0, 1024, OFF(workers), NULL},
+	{{"listen", "list", "( { address = \"127.0.0.1\"; port = 2525; role = \"mta\"; } )",
+	  "SMTP listeners: a list of groups with address, port and role"},
+	 CK_LISTEN, 0, 0, 0, NULL},
+	{{"listen.address", "string", "(required)",
+	  "numeric IPv4 or IPv6 address to bind (\"0.0.0.0\", \"::\" for all)"},
+	 CK_STRING, 0, 0, 0, NULL},
+	{{"listen.port", "int", "(required)", "TCP port, 1..65535"},
+	 CK_UINT, 1, 65535, 0, NULL},
+	{{"listen.role", "enum", "\"mta\"",
+	  "\"mta\" (port 25 traffic) or \"submission\" (authenticated clients)"},
+	 CK_ENUM_STR, 0, 0, 0, role_names},
+	{{"spool_dir", "string", "\"./var/spool\"",
+	  "directory for spool segments and journals (relative to the working directory)"},
+	 CK_STRING, 0, 0, OFF(spool_dir), NULL},
+	{{"max_message_size", "size", "\"35M\"",
+	  "largest message accepted (SIZE, RFC 1870); bigger gets 552 5.3.4"},
+	 CK_SIZE, 1 * KiB, 2 * GiB, OFF(max_message_size), NULL},
+	{{"max_recipients", "int", "1000",
+	  "recipients per message; more get 452 4.5.3 (RFC 5321 4.5.3.1.8 asks for at least 100)"},
+	 CK_UINT, 1, 100000, OFF(max_recipients), NULL},
+	{{"max_errors", "int", "20",
+	  "protocol errors per session before 421 and close"},
+	 CK_UINT, 1, 1000, OFF(max_errors), NULL},
+	{{"bare_lf", "enum", "\"refuse\"",
+	  "bare LF in DATA: \"refuse\" (strict, stops SMTP smuggling) or \"normalize\" to CRLF (risky)"},
+	 CK_ENUM_BOOL, 0, 0, OFF(lenient_bare_lf), bare_lf_names},
+	{{"timeout_command", "int", "300",
+	  "seconds to wait for the next command (RFC 5321 4.5.3.2: at least 300)"},
+	 CK_UINT, 1, 86400, OFF(timeout_command), NULL},
+	{{"timeout_data_block", "int", "180",
+	  "seconds to wait for the next block of DATA/BDAT (RFC 5321 4.5.3.2: 180)"},
+	 CK_UINT, 1, 86400, OFF(timeout_data_block), NULL},
+	{{"max_connections", "int", "10000",
+	  "SMTP connections in total, all workers; more get 421"},
+	 CK_UINT, 1, 10000000, OFF(max_connections), NULL},
+	{{"max_connections_per_ip", "int", "100",
+	  "SMTP connections from one client address; more get 421"},
+	 CK_UINT, 1, 10000000, OFF(max_connections_per_ip), NULL},
+	{{"relay_networks", "list", "[ ]",
+	  "client networks (CIDR strings) allowed to relay to any domain; empty = nobody"},
+	 CK_CIDRS, 0, 0, 0, NULL},
+	{{"commit_interval_us", "int", "1000",
+	  "group commit: longest a message waits (microseconds) to share an fdatasync"},
+	 CK_UINT, 0, 1000000, OFF(commit_interval_us), NULL},
+	{{"commit_batch", "int", "256",
+	  "group commit: sync at once when this many messages are waiting"},
+	 CK_UINT, 1, 65536, OFF(commit_batch), NULL},
+	{{"segment_size", "size", "\"64M\"",
+	  "spool segment size; a worker starts a new segment after this many bytes"},
+	 CK_SIZE, 1 * MiB, 2 * GiB, OFF(segment_size), NULL},
+	{{"spool_min_free", "size", "\"100M\"",
+	  "free space floor on the spool file system; below it MAIL gets 452 4.3.1"},
+	 CK_SIZE, 0, 1024 * TiB, OFF(spool_min_free), NULL},
+	{{"routes_file", "string", "(none)",
+	  "routes file loaded into the same table as routes (relative to the config file)"},
+	 CK_PATH, 0, 0, OFF(routes_file), NULL},
+	{{"log_level", "enum", "\"info\"",
+	  "\"err\", \"warn\", \"info\" or \"debug\""},
+	 CK_ENUM_STR, 0, 0, OFF(log_level), log_level_names},
+	{{"routes", "list", "( )",
+	  "routing table: a list of groups with domain, action and its options"},
+	 CK_ROUTES, 0, 0, 0, NULL},
+	{{"routes.domain", "string", "(required)",
+	  "\"example.com\" exact, or \".example.com\" for every subdomain (not the domain itself)"},
+	 CK_STRING, 0, 0, 0, NULL},
+	{{"routes.action", "enum", "(required)",
+	  "\"local\" (Maildir), \"relay\" (MX), \"relay-via\" (smart host) or \"reject\""},
+	 CK_ENUM_STR, 0, 0, 0, action_names},
+	{{"routes.maildir", "string", "(required for local)",
+	  "local: Maildir root; mail goes to <maildir>/<domain>/<user>/"},
+	 CK_STRING, 0, 0, 0, NULL},
+	{{"routes.users", "list", "(catch-all)",
+	  "local: the known local parts [ \"alice\", ... ]; absent = every local part exists"},
+	 CK_STRLIST, 0, 0, 0, NULL},
+	{{"routes.via", "string", "(required for relay-via)",
+	  "relay-via: smart host \"host[:port]\" or \"[192.0.2.1]:25\" / \"[IPv6:2001:db8::1]\"; port 25 by default"},
+	 CK_STRING, 0, 0, 0, NULL},
+	{{NULL, NULL, NULL, NULL}, CK_UINT, 0, 0, 0, NULL},
+};
+/* clang-format on */
+
+const struct schema_row *config_row_find(const char *key)
+{
+	for (const struct schema_row *r = config_rows; r->k.key; r++)
+		if (strcmp(r->k.key, key) == 0)
+			return r;
+	return NULL;
+}
+
+static struct config_key *public_rows;
+static pthread_once_t public_once = PTHREAD_ONCE_INIT;
+
+static void public_rows_init(void)
+{
+	size_t n = 0;
+	while (config_rows[n].k.key)
+		n++;
+	public_rows = calloc(n + 1, sizeof(*public_rows));
+	if (!public_rows)
+		return;
+	for (size_t i = 0; i < n; i++)
+		public_rows[i] = config_rows[i].k;
+}
+
+const struct config_key *config_schema(void)
+{
+	/* The public view is a plain array of struct config_key; built once
+	 * from config_rows so there is still only one table to edit. */
+	pthread_once(&public_once, public_rows_init);
+	return public_rows;
+}
