@@ -12,6 +12,7 @@ msgs=${1:-20000} runs=${2:-3} sessions=${3:-100}
 extra=${EXTRA:-}
 top=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d /tmp/sluice-bench.XXXXXX)
+chmod 755 "$work" # Postfix daemons run as the postfix user
 sl_port=$((20000 + RANDOM % 20000)) pf_port=$((sl_port + 1))
 sl_pid=""
 
@@ -26,6 +27,7 @@ cat >"$work/sluice.conf" <<CF
 listen = ( { address = "127.0.0.1"; port = $sl_port; role = "mta"; } );
 spool_dir = "$work/spool";
 log_level = "warn";
+max_connections_per_ip = 10000;
 routes = ( { domain = "example.test"; action = "local"; maildir = "$work/mail"; } );
 CF
 "$top/build/sluiced" -c "$work/sluice.conf" 2>"$work/sluiced.log" &

@@ -72,6 +72,7 @@ struct delivery_ctx {
 	uint8_t *body;
 	char *lf_body; /* body with CRLF turned into LF */
 	size_t lf_len;
+	uint64_t body_hash; /* FNV-1a of lf_body, part of each copy's tag */
 	char qid[SPOOL_QID_LEN + 1];
 	bool *defer; /* nrcpts flags: retry these later */
 	unsigned ndefer;
@@ -89,7 +90,7 @@ struct delivery_copy {
 	const char *domain;  /* into addr */
 	char *hdr;	     /* Received: header */
 	struct iovec iov[2]; /* header, LF body */
-	char tag[64];	     /* "<arrival>.<qid>R<rcpt>": finds this copy after a crash */
+	char tag[80];	     /* <arrival>.<qid>.<body hash>R<rcpt> (maildir.h) */
 };
 
 static void *delivery_main(void *arg);
@@ -384,6 +385,9 @@ static int delivery_ctx_load(struct delivery *d, struct delivery_ctx *c)
 		log_warn("%s delivery: record has %u recipients, submitted with %u", c->qid,
 			 c->env.nrcpts, m->nrcpts);
 	c->lf_body = delivery_crlf_to_lf(c->body, body_len, &c->lf_len);
+	c->body_hash = 0xcbf29ce484222325ULL;
+	for (size_t k = 0; c->lf_body != NULL && k < c->lf_len; k++)
+		c->body_hash = (c->body_hash ^ (unsigned char)c->lf_body[k]) * 0x100000001b3ULL;
 	c->defer = calloc(m->nrcpts ? m->nrcpts : 1, sizeof(*c->defer));
 	if (c->lf_body == NULL || c->defer == NULL) {
 		log_err("%s delivery: out of memory", c->qid);
@@ -425,8 +429,11 @@ static int delivery_copy_init(struct delivery *d, struct delivery_ctx *c, uint32
 	cp->iov[0].iov_len = (size_t)n;
 	cp->iov[1].iov_base = c->lf_body;
 	cp->iov[1].iov_len = c->lf_len;
-	/* Arrival too, as a queue id is only unique while its record lives. */
-	snprintf(cp->tag, sizeof(cp->tag), "%lld.%sR%u", (long long)c->env.arrival, c->qid, i);
+	/* A queue id is unique only while its record lives: arrival and the
+	 * body's hash make a clash with an old left-over link (same qid, same
+	 * second) mean an identical copy, not a lost one. */
+	snprintf(cp->tag, sizeof(cp->tag), "%lld.%s.%016llxR%u", (long long)c->env.arrival, c->qid,
+		 (unsigned long long)c->body_hash, i);
 	return 0;
 }
 

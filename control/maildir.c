@@ -68,7 +68,7 @@ struct md_box {
 	uint64_t hash;	     /* md_hash(path) */
 	dev_t dev;	     /* filesystem of new/ (for one syncfs per fs) */
 	int err;	     /* sticky: opening the mailbox failed (-errno) */
-	unsigned renamed;    /* files renamed into new/ in this batch */
+	unsigned renamed;    /* copies put in (or found in) new/: fsync it */
 	bool synced;	     /* its filesystem was synced by this batch */
 };
 

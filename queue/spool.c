@@ -185,8 +185,8 @@ int spool_ids_reserve(struct spool *sp, uint32_t from)
 	if (limit >= UINT32_MAX)
 		limit = UINT32_MAX - 1;
 	int len = snprintf(buf, sizeof(buf), "%" PRIu64 "\n", limit);
-	int fd = openat(sp->dirfd, SPOOL_IDS_FILE ".tmp",
-			O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	int fd = openat(sp->dirfd, SPOOL_IDS_FILE ".tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+			0600);
 	if (fd < 0) {
 		rc = -errno;
 		goto out;
@@ -287,7 +287,9 @@ struct spool *spool_open(const struct spool_cfg *cfg, char *err, size_t errlen)
 	}
 	uint32_t max = 0;
 	if ((rc = scan_max_id(sp, &max)) < 0) {
-		errf(err, errlen, "cannot scan spool directory %s: %s", sp->dir, strerror(-rc));
+		errf(err, errlen, "cannot scan spool directory %s: %s", sp->dir,
+		     rc == -ERANGE ? "a segment file name has an id over 32 bits (not ours?)"
+				   : strerror(-rc));
 		goto fail;
 	}
 	if (max == UINT32_MAX) {
@@ -355,10 +357,10 @@ static void writer_retire_locked(struct spool_writer *w)
 	if (!w->seg)
 		return;
 	w->retired[w->nretired++] = (struct spool_retired){
-		.fd = w->fd,
-		.seg = w->seg->id,
-		.end_lsn = atomic_load_explicit(&w->appended, memory_order_relaxed),
-		.need_dirsync = w->cur_need_dirsync};
+	    .fd = w->fd,
+	    .seg = w->seg->id,
+	    .end_lsn = atomic_load_explicit(&w->appended, memory_order_relaxed),
+	    .need_dirsync = w->cur_need_dirsync};
 	atomic_store_explicit(&w->seg->sealed, true, memory_order_release);
 	w->seg = NULL;
 	w->fd = -1;
@@ -561,8 +563,8 @@ bool spool_space_ok(const struct spool *sp)
 	return atomic_load_explicit(&sp->space_ok, memory_order_relaxed);
 }
 
-int spool_read(struct spool *sp, const struct spool_ref *ref, struct envelope *env,
-	       uint8_t **body, size_t *body_len)
+int spool_read(struct spool *sp, const struct spool_ref *ref, struct envelope *env, uint8_t **body,
+	       size_t *body_len)
 {
 	char name[64];
 	int rc = 0;

@@ -137,8 +137,8 @@ int spool_journal_sync(struct spool *sp)
 	for (size_t i = 0; i < n; i++) {
 		if (!items[i].count)
 			continue;
-		int64_t left = atomic_fetch_sub(&items[i].seg->live, items[i].count) -
-			       items[i].count;
+		int64_t left =
+		    atomic_fetch_sub(&items[i].seg->live, items[i].count) - items[i].count;
 		if (left < 0)
 			log_err("spool: seg=%08" PRIX32 " live=%" PRId64
 				": a recipient was made final twice",
@@ -189,7 +189,8 @@ int spool_reclaim_locked(struct spool *sp)
 	 * would be delivered again. */
 	size_t k = 0;
 	for (size_t i = 0; i < n; i++) {
-		if (unlink_ok(sp, dead[i]->id, "dat") < 0 || unlink_ok(sp, dead[i]->id, "jnl") < 0) {
+		if (unlink_ok(sp, dead[i]->id, "dat") < 0 ||
+		    unlink_ok(sp, dead[i]->id, "jnl") < 0) {
 			rc = -EIO;
 			continue;
 		}

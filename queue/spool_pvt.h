@@ -43,14 +43,14 @@
 
 #define SPOOL_MAGIC 0x31524C53u /* "SLR1" read as a little-endian u32 */
 #define SPOOL_REC_VERSION 1
-#define SPOOL_REC_FIXED 44	     /* bytes before the first string */
-#define SPOOL_REC_F_SMTPUTF8 0x01    /* envelope.smtputf8 */
-#define SPOOL_STR_NULL 0xFFFFu	     /* str length meaning NULL */
-#define SPOOL_STR_MAX 0xFFFEu	     /* longest string a record holds */
-#define SPOOL_JNL_ENTRY 16	     /* journal entry size */
-#define SPOOL_HDR_STACK 2048	     /* header buffer on the stack up to this */
-#define SPOOL_IDS_FILE "next-id"  /* segment id high-water mark (decimal) */
-#define SPOOL_IDS_RESERVE 4096	   /* ids reserved per write of SPOOL_IDS_FILE */
+#define SPOOL_REC_FIXED 44		   /* bytes before the first string */
+#define SPOOL_REC_F_SMTPUTF8 0x01	   /* envelope.smtputf8 */
+#define SPOOL_STR_NULL 0xFFFFu		   /* str length meaning NULL */
+#define SPOOL_STR_MAX 0xFFFEu		   /* longest string a record holds */
+#define SPOOL_JNL_ENTRY 16		   /* journal entry size */
+#define SPOOL_HDR_STACK 2048		   /* header buffer on the stack up to this */
+#define SPOOL_IDS_FILE "next-id"	   /* segment id high-water mark (decimal) */
+#define SPOOL_IDS_RESERVE 4096		   /* ids reserved per write of SPOOL_IDS_FILE */
 #define SPOOL_SPACE_CHECK_NS 1000000000ull /* statvfs about once a second */
 
 /* Little-endian helpers (the record format is fixed little-endian). */
@@ -129,16 +129,16 @@ struct spool_writer {
 	size_t nretired, retired_cap;
 
 	/* Published positions. */
-	_Atomic uint64_t appended;   /* LSN past the last appended record (worker) */
-	_Atomic uint64_t durable;    /* LSN known durable (committer) */
-	_Atomic uint64_t failed;     /* highest LSN lost to a sync error (committer) */
-	_Atomic uint64_t fail_floor; /* durable when the unseen failure happened */
+	_Atomic uint64_t appended;    /* LSN past the last appended record (worker) */
+	_Atomic uint64_t durable;     /* LSN known durable (committer) */
+	_Atomic uint64_t failed;      /* highest LSN lost to a sync error (committer) */
+	_Atomic uint64_t fail_floor;  /* durable when the unseen failure happened */
 	_Atomic uint64_t failed_seen; /* failed value the worker has acted on (worker) */
-	_Atomic bool need_roll;      /* sync failed: next append opens a new segment */
+	_Atomic bool need_roll;	      /* sync failed: next append opens a new segment */
 
 	/* Committer-owned. */
-	uint64_t synced;   /* LSN covered by the last batch (durable or failed) */
-	uint32_t bad_seg;  /* segment whose sync failed: every later batch on it fails */
+	uint64_t synced;  /* LSN covered by the last batch (durable or failed) */
+	uint32_t bad_seg; /* segment whose sync failed: every later batch on it fails */
 	bool has_bad_seg;
 	/* This batch's snapshot (committer-owned, taken under lock). */
 	uint64_t c_snap;
@@ -186,8 +186,8 @@ int spool_record_hdr_len(const struct envelope *env, size_t *len);
 /* Write the header for env and body into hdr (hdr_len bytes, from
  * spool_record_hdr_len), with the total length and the CRC over the fields
  * and the body.  Caller checked hdr_len + body_len <= UINT32_MAX. */
-void spool_record_build(const struct envelope *env, const void *body, size_t body_len,
-			uint8_t *hdr, size_t hdr_len);
+void spool_record_build(const struct envelope *env, const void *body, size_t body_len, uint8_t *hdr,
+			size_t hdr_len);
 
 /*
  * Parse a whole record of len bytes: magic, total length == len, CRC,
@@ -195,8 +195,8 @@ void spool_record_build(const struct envelope *env, const void *body, size_t bod
  * zeroed then) and points *body into rec.  Never reads outside
  * [rec, rec + len).  Returns 0, -EBADMSG or -ENOMEM.
  */
-int spool_record_parse(const uint8_t *rec, size_t len, struct envelope *env,
-		       const uint8_t **body, size_t *body_len);
+int spool_record_parse(const uint8_t *rec, size_t len, struct envelope *env, const uint8_t **body,
+		       size_t *body_len);
 
 /* Parse a queue id (exactly SPOOL_QID_LEN upper-case hex digits) into
  * ref->seg/offset (len is left alone).  Returns 0 or -EINVAL. */

@@ -53,8 +53,8 @@ static uint8_t *str_put(uint8_t *p, const char *s)
 	return p + 2 + n;
 }
 
-void spool_record_build(const struct envelope *env, const void *body, size_t body_len,
-			uint8_t *hdr, size_t hdr_len)
+void spool_record_build(const struct envelope *env, const void *body, size_t body_len, uint8_t *hdr,
+			size_t hdr_len)
 {
 	uint8_t *p = hdr;
 
@@ -116,8 +116,8 @@ static int cur_str(struct cur *c, char **out, bool nullable)
 	return 0;
 }
 
-int spool_record_parse(const uint8_t *rec, size_t len, struct envelope *env,
-		       const uint8_t **body, size_t *body_len)
+int spool_record_parse(const uint8_t *rec, size_t len, struct envelope *env, const uint8_t **body,
+		       size_t *body_len)
 {
 	int rc;
 
@@ -153,8 +153,7 @@ int spool_record_parse(const uint8_t *rec, size_t len, struct envelope *env,
 
 	struct cur c = {rec + SPOOL_REC_FIXED, rec + hdr_len};
 	if ((rc = cur_str(&c, &env->sender, false)) < 0 ||
-	    (rc = cur_str(&c, &env->envid, true)) < 0 ||
-	    (rc = cur_str(&c, &env->helo, true)) < 0 ||
+	    (rc = cur_str(&c, &env->envid, true)) < 0 || (rc = cur_str(&c, &env->helo, true)) < 0 ||
 	    (rc = cur_str(&c, &env->client_addr, true)) < 0)
 		goto fail;
 	env->rcpts = calloc(nrcpts, sizeof(*env->rcpts));

@@ -39,13 +39,13 @@ run_meson "$asan" --no-suite integration
 
 echo "== fuzzing, ${fuzz_seconds}s per harness"
 for f in "$fuzz"/tests/fuzz/fuzz_*; do
-	[ -x "$f" ] || continue
+	[ -f "$f" ] && [ -x "$f" ] || continue
 	name=$(basename "$f")
 	work=$(mktemp -d)
 	cp -r "$top/tests/fuzz/corpus/$name/." "$work/" 2>/dev/null
 	dict=()
 	[ -f "$top/tests/fuzz/$name.dict" ] && dict=(-dict="$top/tests/fuzz/$name.dict")
-	if "$f" -max_total_time="$fuzz_seconds" -timeout=10 -rss_limit_mb=2048 \
+	if "$f" -max_total_time="$fuzz_seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
 		-artifact_prefix="$work/" "${dict[@]}" "$work" >"$work.log" 2>&1; then
 		echo "ok   $name ($(grep -o 'stat::number_of_executed_units: [0-9]*' "$work.log" | awk '{print $2}') runs)"
 		passed=$((passed + 1))

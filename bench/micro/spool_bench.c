@@ -127,16 +127,31 @@ int main(int argc, char **argv)
 	int opt;
 	while ((opt = getopt(argc, argv, "d:t:w:s:n:i:b:")) != -1) {
 		switch (opt) {
-		case 'd': dir = optarg; break;
-		case 't': seconds = (unsigned)atoi(optarg); break;
-		case 'w': writers = (unsigned)atoi(optarg); break;
-		case 's': body_len = (size_t)atol(optarg); break;
-		case 'n': window = (unsigned)atoi(optarg); break;
-		case 'i': interval = (unsigned)atoi(optarg); break;
-		case 'b': batch = (unsigned)atoi(optarg); break;
+		case 'd':
+			dir = optarg;
+			break;
+		case 't':
+			seconds = (unsigned)atoi(optarg);
+			break;
+		case 'w':
+			writers = (unsigned)atoi(optarg);
+			break;
+		case 's':
+			body_len = (size_t)atol(optarg);
+			break;
+		case 'n':
+			window = (unsigned)atoi(optarg);
+			break;
+		case 'i':
+			interval = (unsigned)atoi(optarg);
+			break;
+		case 'b':
+			batch = (unsigned)atoi(optarg);
+			break;
 		default:
-			fprintf(stderr, "usage: %s [-d dir] [-t s] [-w writers] [-s bytes] [-n window] "
-					"[-i interval_us] [-b batch]\n",
+			fprintf(stderr,
+				"usage: %s [-d dir] [-t s] [-w writers] [-s bytes] [-n window] "
+				"[-i interval_us] [-b batch]\n",
 				argv[0]);
 			return 2;
 		}
@@ -196,8 +211,8 @@ int main(int argc, char **argv)
 	       writers, body_len, window, interval, batch, el);
 	printf("durable records/s=%.0f  MB/s=%.1f  fdatasync/s=%.0f  records/sync=%.1f  "
 	       "latency p50=%.0fus p99=%.0fus\n",
-	       (double)done / el, (double)done * (double)body_len / el / 1e6,
-	       (double)st.syncs / el, st.syncs ? (double)done / (double)st.syncs : 0.0,
+	       (double)done / el, (double)done * (double)body_len / el / 1e6, (double)st.syncs / el,
+	       st.syncs ? (double)done / (double)st.syncs : 0.0,
 	       nlat ? (double)lat[nlat / 2] / 1e3 : 0.0,
 	       nlat ? (double)lat[nlat * 99 / 100] / 1e3 : 0.0);
 	for (unsigned i = 0; i < writers; i++) {

@@ -50,8 +50,8 @@ static void check_roundtrip(const uint8_t *rec, size_t len)
 		size_t i = 0;
 		while (hdr[i] == rec[i])
 			i++;
-		fprintf(stderr, "re-serialised header differs at byte %zu: got %02x want %02x\n",
-			i, hdr[i], rec[i]);
+		fprintf(stderr, "re-serialised header differs at byte %zu: got %02x want %02x\n", i,
+			hdr[i], rec[i]);
 		abort();
 	}
 	free(hdr);

@@ -6,7 +6,6 @@ Skips (77) when port 2525 is taken (another test or a local service)."""
 
 import os
 import socket
-import subprocess
 
 from sluice_harness import (Daemon, Skip, check, check_eq, info, listening, qid_of, run_main,
                             split_received)
@@ -16,6 +15,7 @@ def body():
     if listening(2525):
         raise Skip("127.0.0.1:2525 is in use")
     s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no obstacle
     try:
         s.bind(("127.0.0.1", 2525))
     except OSError as e:
@@ -23,17 +23,7 @@ def body():
     finally:
         s.close()
     d = Daemon("embedded-default", port=2525)
-    # Run without -c: swap the command line.
-    d.conf_path = None
-    orig_popen = subprocess.Popen
-
-    def popen(args, **kw):
-        return orig_popen([a for a in args if a not in ("-c", None)], **kw)
-    subprocess.Popen = popen
-    try:
-        d.start()
-    finally:
-        subprocess.Popen = orig_popen
+    d.start(use_config=False)
     c = d.connect()
     c.greet()
     c.cmd("MAIL FROM:<sender@client.test>", 250)

@@ -267,7 +267,9 @@ class Daemon:
 
     # -- process
 
-    def start(self, wait=True):
+    def start(self, wait=True, use_config=True):
+        """Start sluiced -c <config> (use_config False: no -c, the embedded
+        default) in the temp dir; wait until it listens."""
         check(self.proc is None or self.proc.poll() is not None,
               "%s: start while running" % self.name)
         with open(self.log_path, "ab") as log:
@@ -275,7 +277,8 @@ class Daemon:
             log.write(b"==== start %s\n" % self.binary.encode())
             log.flush()
             self.log_offset = log.tell()
-            self.proc = subprocess.Popen([self.binary, "-c", self.conf_path], cwd=self.dir,
+            argv = [self.binary, "-c", self.conf_path] if use_config else [self.binary]
+            self.proc = subprocess.Popen(argv, cwd=self.dir,
                                          stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         if wait:
             self.wait_ready()

@@ -27,21 +27,6 @@ def body():
     d = Daemon("timeouts", timeout_command=1, timeout_data_block=1)
     d.start()
 
-    idle = d.connect()
-    idle.greet()
-    t0 = time.monotonic()
-    partial = d.connect()
-    partial.greet()
-    partial.send("MAIL FROM:<sender@")  # no line end: still one command
-    t1 = time.monotonic()
-    stalled = d.connect()
-    stalled.greet()
-    stalled.cmd("MAIL FROM:<sender@client.test>", 250)
-    stalled.cmd("RCPT TO:<user@example.test>", 250)
-    stalled.cmd("DATA", 354)
-    stalled.send("Subject: stalled\r\n\r\nhalf a messa")
-    t2 = time.monotonic()
-
     # A busy client: a NOOP every 0.3 s for 2.5 s is never timed out.
     busy = d.connect()
     busy.greet()
@@ -49,12 +34,28 @@ def body():
     while time.monotonic() < end:
         busy.cmd("NOOP", 250, "NOOP of a client that keeps talking")
         time.sleep(0.3)  # pacing the client, not waiting for the server
-
-    a = expect_timeout(idle, "idle after EHLO (timeout_command = 1)", t0)
-    b = expect_timeout(partial, "half a command line (timeout_command = 1)", t1)
-    c = expect_timeout(stalled, "stalled in DATA (timeout_data_block = 1)", t2)
     busy.cmd("QUIT", 221)
     busy.close()
+
+    idle = d.connect()
+    idle.greet()
+    t0 = time.monotonic()
+    a = expect_timeout(idle, "idle after EHLO (timeout_command = 1)", t0)
+
+    partial = d.connect()
+    partial.greet()
+    partial.send("MAIL FROM:<sender@")  # no line end: still one command
+    t1 = time.monotonic()
+    b = expect_timeout(partial, "half a command line (timeout_command = 1)", t1)
+
+    stalled = d.connect()
+    stalled.greet()
+    stalled.cmd("MAIL FROM:<sender@client.test>", 250)
+    stalled.cmd("RCPT TO:<user@example.test>", 250)
+    stalled.cmd("DATA", 354)
+    stalled.send("Subject: stalled\r\n\r\nhalf a messa")
+    t2 = time.monotonic()
+    c = expect_timeout(stalled, "stalled in DATA (timeout_data_block = 1)", t2)
     check(not d.log_lines(r"accepted"), "no message accepted (the stalled one must not be)",
           d.log_lines(r"accepted"), [])
     check_eq(d.all_mail_files(), [], "files under the Maildir root")

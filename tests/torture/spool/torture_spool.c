@@ -109,7 +109,8 @@ static void worker_release(struct worker *k)
 			break;
 		if (f->lsn <= durable) {
 			char line[64];
-			int n = snprintf(line, sizeof(line), "%s %016" PRIx64 "\n", f->qid, f->hash);
+			int n =
+			    snprintf(line, sizeof(line), "%s %016" PRIx64 "\n", f->qid, f->hash);
 			/* Under PIPE_BUF: atomic, the two threads' lines never mix. */
 			if (write(k->pipe_fd, line, (size_t)n) != n)
 				_exit(3);
@@ -171,10 +172,8 @@ static void *worker_main(void *arg)
 
 static void child_main(const char *dir, int pipe_fd, uint64_t seed, uint64_t segsize)
 {
-	struct spool_cfg cfg = {.dir = dir,
-				.segment_size = segsize,
-				.commit_interval_us = 200,
-				.commit_batch = 32};
+	struct spool_cfg cfg = {
+	    .dir = dir, .segment_size = segsize, .commit_interval_us = 200, .commit_batch = 32};
 	char err[256];
 	log_set_level(LOG_LEVEL_ERR);
 	struct spool *sp = spool_open(&cfg, err, sizeof(err));
@@ -277,8 +276,8 @@ static void map_del(struct map *m, uint64_t key)
 
 struct check_ctx {
 	struct spool *sp;
-	struct map *acked;  /* acknowledged, not yet finalised */
-	struct map *seen;   /* recovered this round: key -> 1 */
+	struct map *acked; /* acknowledged, not yet finalised */
+	struct map *seen;  /* recovered this round: key -> 1 */
 	struct spool_ref *refs;
 	uint32_t *nrcpts;
 	size_t nrefs, cap;

@@ -128,9 +128,8 @@ static void env_check_equal(const struct envelope *got, const struct envelope *w
 	      S(got->client_addr), S(want->client_addr));
 	CHECK(streq_null(got->protocol, want->protocol ? want->protocol : ""),
 	      "protocol got=%s want=%s\n", S(got->protocol), S(want->protocol));
-	CHECK(got->ret == want->ret && got->body == want->body &&
-		      got->smtputf8 == want->smtputf8 && got->size_hint == want->size_hint &&
-		      got->arrival == want->arrival,
+	CHECK(got->ret == want->ret && got->body == want->body && got->smtputf8 == want->smtputf8 &&
+		  got->size_hint == want->size_hint && got->arrival == want->arrival,
 	      "scalars got ret=%u body=%u utf8=%d size=%" PRIu64 " arr=%" PRId64
 	      " want ret=%u body=%u utf8=%d size=%" PRIu64 " arr=%" PRId64 "\n",
 	      got->ret, got->body, got->smtputf8, got->size_hint, got->arrival, want->ret,
@@ -138,8 +137,8 @@ static void env_check_equal(const struct envelope *got, const struct envelope *w
 	CHECK(got->nrcpts == want->nrcpts, "nrcpts got=%u want=%u\n", got->nrcpts, want->nrcpts);
 	for (uint32_t i = 0; i < want->nrcpts; i++) {
 		CHECK(streq_null(got->rcpts[i].addr, want->rcpts[i].addr) &&
-			      streq_null(got->rcpts[i].orcpt, want->rcpts[i].orcpt) &&
-			      got->rcpts[i].notify == want->rcpts[i].notify,
+			  streq_null(got->rcpts[i].orcpt, want->rcpts[i].orcpt) &&
+			  got->rcpts[i].notify == want->rcpts[i].notify,
 		      "rcpt %u got=%s/%s/%u want=%s/%s/%u\n", i, S(got->rcpts[i].addr),
 		      S(got->rcpts[i].orcpt), got->rcpts[i].notify, S(want->rcpts[i].addr),
 		      S(want->rcpts[i].orcpt), want->rcpts[i].notify);
@@ -180,12 +179,9 @@ static void test_record_roundtrip(void **state)
 		size_t body_len;
 		unsigned seed;
 	} cases[] = {
-		{"one rcpt, small body", 1, 100, 1},
-		{"all fields, empty body", 2, 0, 3},
-		{"big body 4 MiB", 1, 4u << 20, 4},
-		{"many rcpts", 1000, 512, 5},
-		{"null envid/helo", 3, 10, 2},
-		{"utf8", 1, 7, 10},
+	    {"one rcpt, small body", 1, 100, 1}, {"all fields, empty body", 2, 0, 3},
+	    {"big body 4 MiB", 1, 4u << 20, 4},	 {"many rcpts", 1000, 512, 5},
+	    {"null envid/helo", 3, 10, 2},	 {"utf8", 1, 7, 10},
 	};
 	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
 		struct envelope want, got, again;
@@ -204,8 +200,8 @@ static void test_record_roundtrip(void **state)
 		/* Re-serialising the parsed record gives the same bytes. */
 		size_t len2;
 		uint8_t *rec2 = record_make(&got, gb, gbl, &len2);
-		CHECK(len2 == len && memcmp(rec, rec2, len) == 0, "case %s: re-serialised differs\n",
-		      cases[c].name);
+		CHECK(len2 == len && memcmp(rec, rec2, len) == 0,
+		      "case %s: re-serialised differs\n", cases[c].name);
 		/* Truncated by one byte: refused. */
 		rc = spool_record_parse(rec, len - 1, &again, &gb, &gbl);
 		CHECK(rc == -EBADMSG, "case %s: truncated got=%d want=%d\n", cases[c].name, rc,
@@ -265,9 +261,9 @@ static void test_qid(void **state)
 		uint32_t seg, off;
 		const char *qid;
 	} ok[] = {
-		{0, 0, "0000000000000000"},
-		{1, 0x1234, "0000000100001234"},
-		{0xDEADBEEF, 0xFFFFFFFF, "DEADBEEFFFFFFFFF"},
+	    {0, 0, "0000000000000000"},
+	    {1, 0x1234, "0000000100001234"},
+	    {0xDEADBEEF, 0xFFFFFFFF, "DEADBEEFFFFFFFFF"},
 	};
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
 		char q[SPOOL_QID_LEN + 1];
@@ -278,8 +274,12 @@ static void test_qid(void **state)
 		CHECK(rc == 0 && back.seg == r.seg && back.offset == r.offset,
 		      "parse %s got=%d %08X/%08X\n", q, rc, back.seg, back.offset);
 	}
-	static const char *const bad[] = {"", "000000010000123", "00000001000012345",
-					  "000000010000abcd", "00000001 0001234", "G000000000000000"};
+	static const char *const bad[] = {"",
+					  "000000010000123",
+					  "00000001000012345",
+					  "000000010000abcd",
+					  "00000001 0001234",
+					  "G000000000000000"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct spool_ref r;
 		int rc = spool_qid_parse(bad[i], &r);
@@ -369,7 +369,8 @@ static void test_append_durable(void **state)
 		CHECK(rc == 0, "read %d got=%d\n", i, rc);
 		env_check_equal(&got, &want);
 		uint8_t *wb = body_make((size_t)i * 37, (unsigned)i);
-		CHECK(bl == (size_t)i * 37 && memcmp(body, wb, bl) == 0, "body %d len=%zu\n", i, bl);
+		CHECK(bl == (size_t)i * 37 && memcmp(body, wb, bl) == 0, "body %d len=%zu\n", i,
+		      bl);
 		free(wb);
 		free(body);
 		envelope_free(&want);
@@ -464,8 +465,8 @@ static void test_journal_reclaim(void **state)
 	CHECK(n == 1 && j == 1, "after sync dat=%d jnl=%d want 1/1\n", n, j);
 	struct spool_stats st;
 	spool_get_stats(sp, &st);
-	CHECK(st.reclaimed == 2 && st.segments == 1,
-	      "reclaimed=%" PRIu64 " segments=%" PRIu64 "\n", st.reclaimed, st.segments);
+	CHECK(st.reclaimed == 2 && st.segments == 1, "reclaimed=%" PRIu64 " segments=%" PRIu64 "\n",
+	      st.reclaimed, st.segments);
 	/* Sealing the last one is not enough while a recipient is pending. */
 	spool_writer_close(w);
 	spool_commit_batch(sp);
@@ -614,7 +615,8 @@ static void test_recover_torn_every_offset(void **state)
 		CHECK(rc == 0 && seen.n == want, "cut=%zu: rc=%d records got=%u want=%u\n", cut, rc,
 		      seen.n, want);
 		for (unsigned i = 0; i < seen.n; i++) {
-			CHECK(seen.refs[i].offset == refs[i].offset && seen.refs[i].len == refs[i].len,
+			CHECK(seen.refs[i].offset == refs[i].offset &&
+				  seen.refs[i].len == refs[i].len,
 			      "cut=%zu rec %u: got %u/%u want %u/%u\n", cut, i, seen.refs[i].offset,
 			      seen.refs[i].len, refs[i].offset, refs[i].len);
 			struct envelope e;
@@ -701,12 +703,12 @@ static void test_recover_journal(void **state)
 	sp = open_spool(dir, 1 << 20, 0);
 	assert_int_equal(spool_recover(sp, collect, &seen), 0);
 	CHECK(seen.n == 2, "records got=%u want=2\n", seen.n);
-	CHECK(seen.refs[0].offset == refs[0].offset && seen.pending[0][0] &&
-		      !seen.pending[0][1] && seen.pending[0][2],
+	CHECK(seen.refs[0].offset == refs[0].offset && seen.pending[0][0] && !seen.pending[0][1] &&
+		  seen.pending[0][2],
 	      "record 0 pending got=%d%d%d want=101\n", seen.pending[0][0], seen.pending[0][1],
 	      seen.pending[0][2]);
 	CHECK(seen.refs[1].offset == refs[2].offset && seen.pending[1][0] && seen.pending[1][1] &&
-		      seen.pending[1][2],
+		  seen.pending[1][2],
 	      "record 2 pending got=%d%d%d want=111\n", seen.pending[1][0], seen.pending[1][1],
 	      seen.pending[1][2]);
 	CHECK(file_size(jpath) == (off_t)jlen, "journal size got=%lld want=%zu\n",
@@ -714,8 +716,8 @@ static void test_recover_journal(void **state)
 	/* Finishing the rest at run time reclaims the recovered (sealed) segment. */
 	for (uint32_t r = 0; r < 3; r++) {
 		if (r != 1)
-			assert_int_equal(
-				spool_journal_final(sp, &refs[0], r, SPOOL_RCPT_DELIVERED), 0);
+			assert_int_equal(spool_journal_final(sp, &refs[0], r, SPOOL_RCPT_DELIVERED),
+					 0);
 		assert_int_equal(spool_journal_final(sp, &refs[2], r, SPOOL_RCPT_DELIVERED), 0);
 	}
 	assert_int_equal(spool_journal_sync(sp), 0);
@@ -911,8 +913,8 @@ static void test_sync_error(void **state)
 	      r2.seg, r3.seg);
 	spool_commit_batch(sp);
 	uint64_t d = spool_writer_durable(w), f = spool_writer_failed(w);
-	CHECK(d == l1 && f == l2, "first look: durable=%" PRIu64 " failed=%" PRIu64
-				  " want %" PRIu64 "/%" PRIu64 "\n",
+	CHECK(d == l1 && f == l2,
+	      "first look: durable=%" PRIu64 " failed=%" PRIu64 " want %" PRIu64 "/%" PRIu64 "\n",
 	      d, f, l1, l2);
 	d = spool_writer_durable(w);
 	CHECK(d == l3, "second look: durable=%" PRIu64 " want=%" PRIu64 "\n", d, l3);
@@ -944,22 +946,22 @@ static void test_dir_in_use(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_record_roundtrip),
-		cmocka_unit_test(test_record_corrupt_every_byte),
-		cmocka_unit_test(test_record_refuse_bad_env),
-		cmocka_unit_test(test_qid),
-		cmocka_unit_test(test_append_durable),
-		cmocka_unit_test(test_segment_roll),
-		cmocka_unit_test(test_journal_reclaim),
-		cmocka_unit_test(test_ids_across_restart),
-		cmocka_unit_test(test_recover_torn_every_offset),
-		cmocka_unit_test(test_recover_corrupt_middle),
-		cmocka_unit_test(test_recover_journal),
-		cmocka_unit_test(test_recover_all_final_deleted),
-		cmocka_unit_test(test_min_free),
-		cmocka_unit_test(test_write_error),
-		cmocka_unit_test(test_sync_error),
-		cmocka_unit_test(test_dir_in_use),
+	    cmocka_unit_test(test_record_roundtrip),
+	    cmocka_unit_test(test_record_corrupt_every_byte),
+	    cmocka_unit_test(test_record_refuse_bad_env),
+	    cmocka_unit_test(test_qid),
+	    cmocka_unit_test(test_append_durable),
+	    cmocka_unit_test(test_segment_roll),
+	    cmocka_unit_test(test_journal_reclaim),
+	    cmocka_unit_test(test_ids_across_restart),
+	    cmocka_unit_test(test_recover_torn_every_offset),
+	    cmocka_unit_test(test_recover_corrupt_middle),
+	    cmocka_unit_test(test_recover_journal),
+	    cmocka_unit_test(test_recover_all_final_deleted),
+	    cmocka_unit_test(test_min_free),
+	    cmocka_unit_test(test_write_error),
+	    cmocka_unit_test(test_sync_error),
+	    cmocka_unit_test(test_dir_in_use),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
