@@ -11,6 +11,7 @@
 #include <sys/eventfd.h>
 #include <sys/uio.h>
 #include <time.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <urcu-qsbr.h>
@@ -94,6 +95,9 @@ struct delivery_copy {
 };
 
 static void *delivery_main(void *arg);
+
+/* CPU priority of the delivery thread relative to the workers (nice). */
+#define DELIVERY_NICE 10
 
 static int64_t delivery_now_ms(void)
 {
@@ -415,11 +419,14 @@ static int delivery_copy_init(struct delivery *d, struct delivery_ctx *c, uint32
 	cp->user = cp->addr;
 	cp->domain = at + 1;
 	delivery_format_date(c->env.arrival, date, sizeof(date));
-	/* RFC 5321 4.4 trace header; every field is CR/LF free (envelope.h). */
+	/* RFC 5321 4.4 trace header: "from" Extended-Domain with the client as
+	 * an address literal in TCP-info, "for" a Path.  Every field is CR/LF
+	 * free (envelope.h). */
+	const char *client = c->env.client_addr ? c->env.client_addr : "unknown";
+	bool ipv6 = strchr(client, ':') != NULL;
 	int n = asprintf(
-	    &cp->hdr, "Received: from %s (%s)\n\tby %s (sluice) with %s id %s\n\tfor %s; %s\n",
-	    c->env.helo ? c->env.helo : "unknown",
-	    c->env.client_addr ? c->env.client_addr : "unknown", d->hostname,
+	    &cp->hdr, "Received: from %s ([%s%s])\n\tby %s (sluice) with %s id %s\n\tfor <%s>; %s\n",
+	    c->env.helo ? c->env.helo : "unknown", ipv6 ? "IPv6:" : "", client, d->hostname,
 	    c->env.protocol && c->env.protocol[0] ? c->env.protocol : "SMTP", c->qid, addr, date);
 	if (n < 0) {
 		cp->hdr = NULL;
@@ -702,6 +709,14 @@ static void *delivery_main(void *arg)
 {
 	struct delivery *d = arg;
 	struct delivery_msg *batch[DELIVERY_BATCH];
+	pthread_setname_np(pthread_self(), "sluice-deliver");
+	/* Receiving comes first when cores are short: a burst goes into the
+	 * durable queue at full speed and is delivered as cores free up.
+	 * Nice 10 is a weight (about a tenth of a worker's share under
+	 * contention), not starvation: delivery still progresses under
+	 * sustained load. */
+	if (setpriority(PRIO_PROCESS, (id_t)gettid(), DELIVERY_NICE) != 0)
+		log_warn("delivery: setpriority: %s", strerror(errno));
 	rcu_register_thread();
 	for (;;) {
 		/* Read stop before collecting: what was queued before the

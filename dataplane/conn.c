@@ -179,6 +179,8 @@ void dp_conn_event(struct dp_worker *w, struct dp_conn *c, uint32_t events)
 	}
 	if (events & (EPOLLIN | EPOLLRDHUP))
 		c->flags |= DP_CONN_F_READABLE;
+	if (events & EPOLLRDHUP)
+		c->flags |= DP_CONN_F_RDHUP;
 	if (events & EPOLLOUT)
 		c->flags |= DP_CONN_F_WRITABLE;
 	dp_conn_run(w, c);
@@ -262,6 +264,12 @@ void dp_conn_run(struct dp_worker *w, struct dp_conn *c)
 			continue;
 		}
 		progress = true;
+		/* A short read emptied the socket: data arriving later raises a
+		 * new edge, so the recv that would only say EAGAIN is saved (one
+		 * syscall per round trip).  Not after a FIN: its edge may have
+		 * come already, and only recv tells the end of stream. */
+		if ((size_t)n < DP_RBUF_SIZE && !(c->flags & DP_CONN_F_RDHUP))
+			c->flags &= ~DP_CONN_F_READABLE;
 		size_t k = conn_feed(w, c, w->rbuf, (size_t)n);
 
 		if (k < (size_t)n && !(c->flags & DP_CONN_F_CLOSING)) {

@@ -185,13 +185,14 @@ enum dp_tkind {
 #define DP_ACCEPT_BURST 64
 
 /* dp_conn.flags */
-#define DP_CONN_F_READABLE 0x01 /* edge seen, recv has not yet said EAGAIN */
+#define DP_CONN_F_READABLE 0x01 /* edge seen, recv has not said EAGAIN or read short */
 #define DP_CONN_F_WRITABLE 0x02 /* send has not said EAGAIN since last EPOLLOUT */
 #define DP_CONN_F_EOF 0x04	/* client half-closed: no more input */
 #define DP_CONN_F_CLOSING 0x08	/* engine said CLOSE: flush, then close */
 #define DP_CONN_F_COMMIT 0x10	/* paused on SMTP_EV_MESSAGE, entry in the ack FIFO */
 #define DP_CONN_F_DEAD 0x20	/* socket gone while in the FIFO: free on pop */
 #define DP_CONN_F_LIMITED 0x40	/* holds a connlimit count for its address */
+#define DP_CONN_F_RDHUP 0x80	/* epoll saw the peer's FIN: read on to end of stream */
 
 /* One client connection.  Memory per idle connection: this struct plus
  * smtp_engine_memory(); the input buffer exists only while the session is

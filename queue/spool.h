@@ -68,7 +68,9 @@ struct spool;
 struct spool_writer;
 
 /* Called by the committer when a writer's durable or failed LSN moved.
- * Runs on the committer thread: it must only wake the worker (eventfd). */
+ * Runs on the committer thread with the writer's internal lock held: it must
+ * only wake the worker (eventfd).  Never called once spool_writer_close()
+ * has returned, so the worker may free arg right after. */
 typedef void spool_wake_fn(void *arg);
 
 /* Called by spool_recover() for each message with pending recipients.

@@ -74,7 +74,6 @@ static bool writer_snapshot(struct spool_writer *w)
 	w->c_cur_start = w->cur_start;
 	w->c_seg = w->seg ? w->seg->id : 0;
 	w->c_need_dirsync = w->cur_need_dirsync;
-	w->c_closed = w->closed;
 	/* Copy, not steal: the worker reserved room in its array before
 	 * creating a segment and relies on that room at retire time. */
 	w->c_nretired = 0;
@@ -85,11 +84,17 @@ static bool writer_snapshot(struct spool_writer *w)
 			w->c_retired_cap = w->nretired;
 		}
 	}
-	if (w->nretired <= w->c_retired_cap) { /* else: next batch */
+	if (w->nretired <= w->c_retired_cap) {
 		if (w->nretired)
 			memcpy(w->c_retired, w->retired, w->nretired * sizeof(*w->retired));
 		w->c_nretired = w->nretired;
 		w->nretired = 0;
+	} else {
+		/* No memory to take the retired fds: the LSN read above may
+		 * cover bytes that only they hold, unsynced.  Publish nothing
+		 * for this writer now and try again in the next batch. */
+		w->c_snap = w->synced;
+		atomic_fetch_add_explicit(&w->sp->pending, 1, memory_order_relaxed);
 	}
 	pthread_mutex_unlock(&w->lock);
 	bool need = w->c_need_dirsync && w->c_fd >= 0 && w->c_snap > w->c_cur_start;
@@ -169,8 +174,13 @@ static void writer_commit(struct spool *sp, struct spool_writer *w, int dir_rc)
 		atomic_store_explicit(&w->durable, snap, memory_order_release);
 	}
 	w->synced = snap;
-	if (!w->c_closed && w->wake)
+	/* Under the lock and re-checked: a worker may have closed its writer
+	 * since the snapshot, and it frees the wake argument (closes its
+	 * eventfd) as soon as spool_writer_close() returns. */
+	pthread_mutex_lock(&w->lock);
+	if (!w->closed && w->wake)
 		w->wake(w->arg);
+	pthread_mutex_unlock(&w->lock);
 }
 
 void spool_commit_batch(struct spool *sp)

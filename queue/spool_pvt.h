@@ -145,7 +145,7 @@ struct spool_writer {
 	uint64_t c_cur_start;
 	int c_fd;
 	uint32_t c_seg;
-	bool c_need_dirsync, c_dir_needed, c_closed;
+	bool c_need_dirsync, c_dir_needed;
 	struct spool_retired *c_retired; /* committer's copy of retired */
 	size_t c_nretired, c_retired_cap;
 };

@@ -121,6 +121,14 @@ static int journal_load(struct spool *sp, uint32_t id, uint64_t **keys, size_t *
 	}
 	if (!whole)
 		goto out;
+	/* These entries are about to be applied (recipients skipped, maybe
+	 * the segment deleted): make them durable first, as
+	 * spool_journal_sync() would have (the crash may have come before). */
+	if (fdatasync(fd) != 0) {
+		rc = -errno;
+		log_err("spool: cannot sync journal path=%s/%s: %s", sp->dir, name, strerror(-rc));
+		goto out;
+	}
 	uint8_t *buf = malloc(whole);
 	uint64_t *k = malloc(whole / SPOOL_JNL_ENTRY * sizeof(*k));
 	if (!buf || !k) {
@@ -344,6 +352,9 @@ int spool_recover(struct spool *sp, spool_recover_fn *cb, void *arg)
 		}
 		dir_dirty = true;
 	}
+	/* A journal's directory entry may not be durable yet (the crash came
+	 * before spool_journal_sync's directory fsync): one fsync covers all. */
+	dir_dirty |= jnl.n > 0;
 	for (size_t i = 0; i < dat.n; i++) {
 		bool deleted;
 		if ((rc = recover_segment(sp, dat.v[i], cb, arg, &deleted)) < 0)

@@ -1,7 +1,7 @@
 #!/bin/bash
-# Run every test: the plain build (all suites), the ASan+UBSan build (all
-# suites but the long integration ones, which drive the plain daemon), and
-# each libFuzzer harness for a fixed time on its corpus.  Ends with the
+# Run every test: all suites in the plain build, all suites again in the
+# ASan+UBSan build (the integration tests then drive a sanitized sluiced),
+# and each libFuzzer harness for a fixed time on its corpus.  Ends with the
 # summary line "N passed, N failed[, N skipped]".
 #   tests/run_all.sh BUILD ASAN_BUILD FUZZ_BUILD FUZZ_SECONDS
 set -u
@@ -35,7 +35,7 @@ run_meson() {
 }
 
 run_meson "$build"
-run_meson "$asan" --no-suite integration
+run_meson "$asan"
 
 echo "== fuzzing, ${fuzz_seconds}s per harness"
 for f in "$fuzz"/tests/fuzz/fuzz_*; do

@@ -4,6 +4,8 @@ what lands in the Maildir (CRLF -> LF), with only a Received: header that
 names the queue id of the 250 reply prepended.  One message per tricky
 body, so a failure names the case."""
 
+import re
+
 from sluice_harness import (Daemon, check, check_eq, crlf, fail, info, run_main, send_smtplib,
                             qid_of, split_received)
 
@@ -57,6 +59,13 @@ def body():
               data[:80], b"Received: ...")
         check(recv.count(b"Received:") == 1, "copy %s: more than one Received: header" % path)
         check(b"\r" not in data, "copy %s holds a CR (Maildir wants LF line ends)" % path)
+        # RFC 5321 4.4: from <helo> (TCP-info as an address literal), by,
+        # with <protocol>, id <queue id>, for <path>; <RFC 5322 date>.
+        shape = re.match(rb"Received: from (\S+) \(\[127\.0\.0\.1\]\)\n\tby \S+ \(sluice\) "
+                         rb"with (ESMTP|SMTP|UTF8SMTP) id ([0-9A-F]{16})\n\tfor <[^<>\s]+@example\.test>; "
+                         rb"[A-Z][a-z]{2}, \d{1,2} [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d [+-]\d{4}\n$", recv)
+        check(shape is not None, "copy %s: Received: header not in RFC 5321 4.4 form" % path, recv,
+              b"Received: from HELO ([127.0.0.1])\n\tby HOST (sluice) with ESMTP id QID\n\tfor <rcpt>; DATE\n")
         qids = [q for name, q, w in sent if q.encode() in recv]
         check(len(qids) == 1, "copy %s: Received: names none/several of our queue ids" % path,
               recv, "one of %s" % [q for _, q, _ in sent])

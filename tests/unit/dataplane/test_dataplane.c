@@ -68,6 +68,26 @@ uint64_t __wrap_spool_writer_failed(const struct spool_writer *w)
 	return atomic_load(&g_fail) ? UINT64_MAX : __real_spool_writer_failed(w);
 }
 
+/* recv on the worker threads ("sluice-w*") that found nothing: each one
+ * is a syscall spent on a round trip for no data. */
+ssize_t __real_recv(int fd, void *buf, size_t len, int flags);
+ssize_t __wrap_recv(int fd, void *buf, size_t len, int flags);
+static atomic_uint g_worker_recv_eagain;
+
+ssize_t __wrap_recv(int fd, void *buf, size_t len, int flags)
+{
+	ssize_t n = __real_recv(fd, buf, len, flags);
+	int err = errno;
+	char name[16] = "";
+
+	if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK) &&
+	    pthread_getname_np(pthread_self(), name, sizeof(name)) == 0 &&
+	    strncmp(name, "sluice-w", 8) == 0)
+		atomic_fetch_add(&g_worker_recv_eagain, 1);
+	errno = err;
+	return n;
+}
+
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t g_cond = PTHREAD_COND_INITIALIZER;
 static struct appended g_app[64];
@@ -1007,6 +1027,43 @@ static void test_output_backpressure(void **state)
 	client_close(&c);
 }
 
+/*
+ * A lock-step session (one command, one reply): every client write is
+ * read by one short recv, which empties the socket, so the worker never
+ * needs a recv that only says EAGAIN (a syscall per round trip on the hot
+ * path).  A half-close must still be seen: the FIN is read to the end.
+ */
+static void test_no_idle_recv(void **state)
+{
+	struct client c;
+	char reply[4096];
+	unsigned got;
+
+	(void)state;
+	atomic_store(&g_worker_recv_eagain, 0);
+	client_open(&c);
+	client_begin_message(&c, "alice@example.test");
+	client_expect(&c, "Subject: s\r\n\r\nlock step\r\n.\r\n", "250 2.0.0 Ok: queued as ",
+		      reply, sizeof(reply));
+	client_expect(&c, "NOOP\r\n", "250 2.0.0", NULL, 0);
+	client_expect(&c, "QUIT\r\n", "221 ", NULL, 0);
+	client_expect_eof(&c);
+	client_close(&c);
+	got = atomic_load(&g_worker_recv_eagain);
+	if (got != 0)
+		fail_msg("worker recv calls that found nothing: got %u want 0", got);
+
+	/* Half-close right after a command: the reply comes, then the close. */
+	client_open(&c);
+	client_expect(&c, NULL, "220 ", NULL, 0);
+	client_send(&c, "NOOP\r\n");
+	assert_int_equal(shutdown(c.fd, SHUT_WR), 0);
+	client_expect(&c, NULL, "250 2.0.0", NULL, 0);
+	client_expect_eof(&c);
+	client_close(&c);
+	wait_no_open();
+}
+
 /* max_connections (total) refuses with 421 like the per-address limit. */
 static void test_max_connections(void **state)
 {
@@ -1047,6 +1104,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_large_message, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_output_backpressure, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_max_connections, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_no_idle_recv, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

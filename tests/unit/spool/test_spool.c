@@ -930,6 +930,63 @@ static void test_sync_error(void **state)
 	tmpdir_free(dir);
 }
 
+/*
+ * After spool_writer_close() returns, the committer must never call that
+ * writer's wake again: the worker frees its wake argument and closes its
+ * eventfd right after (a late write could land in a reused fd).  The
+ * committer snapshots every writer before it syncs and wakes them one by
+ * one; the close here happens in between, from the first writer's wake.
+ */
+struct close_race {
+	struct spool_writer *victim; /* closed from the other writer's wake */
+	bool closed;		     /* victim was closed */
+	unsigned late_wakes;	     /* victim woken after its close */
+};
+
+static void race_victim_wake(void *arg)
+{
+	struct close_race *cr = arg;
+	if (cr->closed)
+		cr->late_wakes++;
+}
+
+static void race_other_wake(void *arg)
+{
+	struct close_race *cr = arg;
+	if (!cr->closed) {
+		spool_writer_close(cr->victim);
+		cr->closed = true;
+	}
+}
+
+static void test_no_wake_after_close(void **state)
+{
+	(void)state;
+	char *dir = tmpdir_new();
+	struct spool *sp = open_spool(dir, 1 << 20, 0);
+	struct close_race cr = {0};
+	/* Writers are listed newest first: other is committed before victim. */
+	struct spool_writer *victim = spool_writer_new(sp, 0, race_victim_wake, &cr);
+	struct spool_writer *other = spool_writer_new(sp, 1, race_other_wake, &cr);
+	cr.victim = victim;
+	struct envelope env;
+	env_fill(&env, 1, 1);
+	struct spool_ref r;
+	uint64_t lv, lo;
+	assert_int_equal(spool_append(victim, &env, "v", 1, &r, NULL, &lv), 0);
+	assert_int_equal(spool_append(other, &env, "o", 1, &r, NULL, &lo), 0);
+	spool_commit_batch(sp);
+	CHECK(cr.closed, "other's wake did not run\n");
+	CHECK(cr.late_wakes == 0, "victim woken after close: got=%u want=0\n", cr.late_wakes);
+	/* Its records are still synced: only the wake-up is skipped. */
+	CHECK(spool_writer_durable(victim) == lv, "victim durable got=%" PRIu64 " want=%" PRIu64 "\n",
+	      spool_writer_durable(victim), lv);
+	envelope_free(&env);
+	spool_writer_close(other);
+	spool_close(sp);
+	tmpdir_free(dir);
+}
+
 static void test_dir_in_use(void **state)
 {
 	(void)state;
@@ -962,6 +1019,7 @@ int main(void)
 	    cmocka_unit_test(test_write_error),
 	    cmocka_unit_test(test_sync_error),
 	    cmocka_unit_test(test_dir_in_use),
+	    cmocka_unit_test(test_no_wake_after_close),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
