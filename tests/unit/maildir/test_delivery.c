@@ -165,9 +165,9 @@ static void test_end_to_end(void **state)
 	char *copy = tu_read(f->root, "example.com/alice/new", names[0]);
 	char exp[1024];
 	snprintf(exp, sizeof(exp),
-		 "Received: from client.test (127.0.0.1)\n"
+		 "Received: from client.test ([127.0.0.1])\n"
 		 "\tby mx.test (sluice) with ESMTP id %s\n"
-		 "\tfor alice@example.com; Sun, 22 Nov 2026 21:00:00 +0000\n"
+		 "\tfor <alice@example.com>; Sun, 22 Nov 2026 21:00:00 +0000\n"
 		 "Subject: e2e\nFrom: s@remote.test\n\nhello\n\nbye\n",
 		 qid);
 	if (copy == NULL || strcmp(copy, exp) != 0)

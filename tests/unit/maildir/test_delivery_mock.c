@@ -209,9 +209,9 @@ static void test_routes_and_copy(void **state)
 	assert_true(atomic_load(&mock_syncs) >= 1);
 
 	char *copy = only_copy(f->root, "example.com/alice");
-	const char *exp = "Received: from client.test (192.0.2.7)\n"
+	const char *exp = "Received: from client.test ([192.0.2.7])\n"
 			  "\tby mx.test (sluice) with ESMTP id 0000000100000001\n"
-			  "\tfor alice@Example.COM; Sun, 22 Nov 2026 21:00:00 +0000\n"
+			  "\tfor <alice@Example.COM>; Sun, 22 Nov 2026 21:00:00 +0000\n"
 			  "Subject: hi\n\nline1\n..dots stay\n\n";
 	if (strcmp(copy, exp) != 0)
 		fail_msg("copy:\n got: [%s]\nwant: [%s]", copy, exp);
@@ -248,9 +248,9 @@ static void test_recovered_pending(void **state)
 	assert_int_equal(tu_list(f->root, "example.com/alice", names, 4), -ENOENT);
 	char *copy = only_copy(f->root, "example.com/bob");
 	/* No HELO: "from unknown". */
-	const char *exp = "Received: from unknown (192.0.2.7)\n"
+	const char *exp = "Received: from unknown ([192.0.2.7])\n"
 			  "\tby mx.test (sluice) with ESMTP id 0000000100000002\n"
-			  "\tfor bob@example.com; Sun, 22 Nov 2026 21:00:00 +0000\n"
+			  "\tfor <bob@example.com>; Sun, 22 Nov 2026 21:00:00 +0000\n"
 			  "x\n";
 	if (strcmp(copy, exp) != 0)
 		fail_msg("copy:\n got: [%s]\nwant: [%s]", copy, exp);
