@@ -154,7 +154,7 @@ static int run(const char *path)
 	}
 	struct delivery *dl = delivery_new(sp, cfg->hostname);
 	if (!dl) {
-		log_err("delivery: out of memory");
+		log_err("delivery: cannot set up (out of memory or file descriptors)");
 		goto out_spool;
 	}
 	struct recover_ctx rctx = {.delivery = dl};

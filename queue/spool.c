@@ -169,8 +169,17 @@ static uint32_t ids_load(struct spool *sp)
 	if (n <= 0)
 		return 0;
 	buf[n] = 0;
-	unsigned long long v = strtoull(buf, NULL, 10);
-	return v >= UINT32_MAX ? UINT32_MAX - 1 : (uint32_t)v;
+	/* Exactly what spool_ids_reserve() writes: decimal digits, '\n'.
+	 * Anything else (damage) is ignored rather than trusted: "-1" read
+	 * by strtoull would exhaust the ids; the segment scan still keeps
+	 * ids above every file present. */
+	size_t digits = strspn(buf, "0123456789");
+	unsigned long long v = digits && digits <= 10 ? strtoull(buf, NULL, 10) : UINT32_MAX;
+	if (v >= UINT32_MAX || strcmp(buf + digits, "\n") != 0) {
+		log_warn("spool: ignoring a damaged %s/%s", sp->dir, SPOOL_IDS_FILE);
+		return 0;
+	}
+	return (uint32_t)v;
 }
 
 int spool_ids_reserve(struct spool *sp, uint32_t from)

@@ -1049,9 +1049,13 @@ static void test_no_idle_recv(void **state)
 	client_expect(&c, "QUIT\r\n", "221 ", NULL, 0);
 	client_expect_eof(&c);
 	client_close(&c);
+	/* Without the short-read rule this session costs 6 empty reads (one
+	 * per round trip).  On a loaded machine an edge-triggered wake-up can
+	 * race one client write and find its bytes already read, so allow a
+	 * stray one or two, not one per round trip. */
 	got = atomic_load(&g_worker_recv_eagain);
-	if (got != 0)
-		fail_msg("worker recv calls that found nothing: got %u want 0", got);
+	if (got > 2)
+		fail_msg("worker recv calls that found nothing: got %u want <= 2", got);
 
 	/* Half-close right after a command: the reply comes, then the close. */
 	client_open(&c);
