@@ -226,19 +226,31 @@ static void errf(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
+DIR *spool_dir_open(struct spool *sp, int *err)
+{
+	/* A dup, so closedir() leaves sp->dirfd open. */
+	int fd = dup(sp->dirfd);
+	if (fd < 0) {
+		*err = -errno;
+		return NULL;
+	}
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		*err = -errno;
+		close(fd);
+		return NULL;
+	}
+	rewinddir(d);
+	return d;
+}
+
 /* Highest segment id present, so new ids keep increasing across restarts. */
 static int scan_max_id(struct spool *sp, uint32_t *max)
 {
-	int fd = dup(sp->dirfd);
-	if (fd < 0)
-		return -errno;
-	DIR *d = fdopendir(fd);
-	if (!d) {
-		int e = -errno;
-		close(fd);
-		return e;
-	}
-	rewinddir(d);
+	int err;
+	DIR *d = spool_dir_open(sp, &err);
+	if (!d)
+		return err;
 	struct dirent *de;
 	*max = 0;
 	while ((de = readdir(d)) != NULL) {

@@ -31,6 +31,7 @@
 #ifndef SLUICE_SPOOL_PVT_H
 #define SLUICE_SPOOL_PVT_H
 
+#include <dirent.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -216,6 +217,9 @@ int spool_name_parse(const char *name, uint32_t *id, bool *is_jnl);
 int spool_ids_reserve(struct spool *sp, uint32_t from);
 void spool_seg_name(char *buf, size_t len, uint32_t id, const char *ext);
 int spool_dir_sync(struct spool *sp);
+/* Open the spool directory for readdir (closedir when done); NULL with
+ * *err = -errno on failure. */
+DIR *spool_dir_open(struct spool *sp, int *err);
 struct spool_seg *spool_seg_new(uint32_t id, int64_t live, bool sealed);
 int spool_seg_insert(struct spool *sp, struct spool_seg *seg);
 struct spool_seg *spool_seg_find_locked(struct spool *sp, uint32_t id);

@@ -45,16 +45,10 @@ static int cmp_u64(const void *a, const void *b)
 
 static int list_segments(struct spool *sp, struct id_list *dat, struct id_list *jnl)
 {
-	int fd = dup(sp->dirfd);
-	if (fd < 0)
-		return -errno;
-	DIR *d = fdopendir(fd);
-	if (!d) {
-		int e = -errno;
-		close(fd);
-		return e;
-	}
-	rewinddir(d);
+	int err;
+	DIR *d = spool_dir_open(sp, &err);
+	if (!d)
+		return err;
 	struct dirent *de;
 	int rc = 0;
 	while (rc == 0 && (de = readdir(d)) != NULL) {
