@@ -62,6 +62,21 @@ static const struct smtp_cmd commands[] = {
 };
 /* clang-format on */
 
+/*
+ * Verbs of SMTP and its extensions that we know but do not offer: RFC 5321
+ * 4.2.4 wants 502 for them and 500 only for verbs not recognised at all.
+ * (STARTTLS and AUTH arrive with TLS.)
+ */
+static bool smtp_verb_known(const char *verb, size_t vlen)
+{
+	static const char *const known[] = {"STARTTLS", "AUTH", "ETRN", "ATRN", "TURN",
+					    "SEND", "SOML", "SAML", "BURL"};
+	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+		if (strlen(known[i]) == vlen && strncasecmp(verb, known[i], vlen) == 0)
+			return true;
+	return false;
+}
+
 void smtp_engine_cmd_dispatch(struct smtp_engine *e)
 {
 	char *line = e->line;
@@ -81,7 +96,10 @@ void smtp_engine_cmd_dispatch(struct smtp_engine *e)
 			return;
 		}
 	}
-	smtp_engine_reply_error(e, 500, "5.5.1 Error: command not recognized");
+	if (smtp_verb_known(line, vlen))
+		smtp_engine_reply_error(e, 502, "5.5.1 Error: command not implemented");
+	else
+		smtp_engine_reply_error(e, 500, "5.5.1 Error: command not recognized");
 }
 
 static bool smtp_has_helo(const struct smtp_engine *e)
