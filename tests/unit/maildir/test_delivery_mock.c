@@ -29,6 +29,7 @@ struct mock_rec {
 	const char *rcpts[MAXRCPT];
 	uint32_t nrcpts;
 	const char *helo;
+	const char *client; /* client address; NULL = "192.0.2.7" */
 	const char *body;
 	int read_err; /* spool_read returns this when non-zero */
 };
@@ -67,7 +68,7 @@ int spool_read(struct spool *sp, const struct spool_ref *ref, struct envelope *e
 	for (uint32_t i = 0; i < r->nrcpts; i++)
 		envelope_add_rcpt(env, r->rcpts[i], NULL, 0);
 	env->helo = r->helo ? strdup(r->helo) : NULL;
-	env->client_addr = strdup("192.0.2.7");
+	env->client_addr = strdup(r->client ? r->client : "192.0.2.7");
 	env->protocol = "ESMTP";
 	env->arrival = 1795381200; /* Sun, 22 Nov 2026 21:00:00 +0000 */
 	*body_len = strlen(r->body);
@@ -229,6 +230,7 @@ static void test_recovered_pending(void **state)
 {
 	struct fx *f = *state;
 	mock_recs[2] = (struct mock_rec){
+	    .client = "2001:db8::7",
 	    .rcpts = {"alice@example.com", "bob@example.com", "carol@catchall.test"},
 	    .nrcpts = 3,
 	    .body = "x\r\n",
@@ -247,8 +249,8 @@ static void test_recovered_pending(void **state)
 	char names[4][256];
 	assert_int_equal(tu_list(f->root, "example.com/alice", names, 4), -ENOENT);
 	char *copy = only_copy(f->root, "example.com/bob");
-	/* No HELO: "from unknown". */
-	const char *exp = "Received: from unknown ([192.0.2.7])\n"
+	/* No HELO: "from unknown"; an IPv6 client is an IPv6 address literal. */
+	const char *exp = "Received: from unknown ([IPv6:2001:db8::7])\n"
 			  "\tby mx.test (sluice) with ESMTP id 0000000100000002\n"
 			  "\tfor <bob@example.com>; Sun, 22 Nov 2026 21:00:00 +0000\n"
 			  "x\n";
