@@ -54,6 +54,8 @@ struct config {
 	char *routes_file;	       /* optional; NULL if none */
 	char *log_level;	       /* "err", "warn", "info", "debug" */
 	struct route_table *routes;    /* built from routes + routes_file; owned until taken */
+	uint64_t max_body_memory;      /* bytes all sessions may buffer for bodies; past it
+				        * sessions in a transaction pause (0 = no limit) */
 };
 
 /* One row of the schema, for documentation and its test. */

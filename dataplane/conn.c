@@ -110,6 +110,8 @@ void dp_conn_accept(struct dp_worker *w, struct dp_listener_src *l)
 			continue;
 		}
 		c->kind = DP_SRC_CONN;
+		/* The idle size: what the budget counts is growth beyond it. */
+		c->mem_base = (uint32_t)smtp_engine_memory(c->eng);
 		c->fd = fd;
 		c->listener = l->idx;
 		c->tkind = DP_T_NONE;
@@ -189,8 +191,8 @@ void dp_conn_event(struct dp_worker *w, struct dp_conn *c, uint32_t events)
 /*
  * Move the connection as far as it can go: send replies, feed buffered
  * input, read more.  Reading waits while the session is paused on a commit,
- * while replies are unsent (the client must read them first) and while
- * input is still buffered.
+ * while replies are unsent (the client must read them first), while input
+ * is still buffered and while it is parked on the body memory budget.
  */
 void dp_conn_run(struct dp_worker *w, struct dp_conn *c)
 {
@@ -200,6 +202,12 @@ void dp_conn_run(struct dp_worker *w, struct dp_conn *c)
 
 	if (c->fd < 0)
 		return;
+	if ((c->flags & (DP_CONN_F_CLOSING | DP_CONN_F_MEMWAIT)) ==
+	    (DP_CONN_F_CLOSING | DP_CONN_F_MEMWAIT)) {
+		/* Timed out or stopped while parked: it feeds nothing more. */
+		dp_list_del(&c->ready);
+		c->flags &= ~DP_CONN_F_MEMWAIT;
+	}
 	for (;;) {
 		int r = conn_flush(w, c, &progress);
 		ssize_t n;
@@ -215,7 +223,7 @@ void dp_conn_run(struct dp_worker *w, struct dp_conn *c)
 			}
 			break; /* linger until sent or DP_LINGER_MS */
 		}
-		if ((c->flags & DP_CONN_F_COMMIT) || r == -EAGAIN)
+		if ((c->flags & (DP_CONN_F_COMMIT | DP_CONN_F_MEMWAIT)) || r == -EAGAIN)
 			break;
 		if (w->stopping) {
 			/* Not waiting for a commit (any more): 421 4.3.2, even
@@ -286,6 +294,8 @@ void dp_conn_run(struct dp_worker *w, struct dp_conn *c)
 			c->in_off = 0;
 		}
 	}
+	/* Replies sent free the output buffer. */
+	dp_mem_sync(w, c);
 	conn_timer_update(w, c, progress);
 }
 
@@ -317,7 +327,8 @@ static int conn_flush(struct dp_worker *w, struct dp_conn *c, bool *progress)
 /*
  * Feed input to the engine and handle its events.  Returns how many bytes
  * were consumed: all of them, unless the session paused on a commit, is
- * closing, or its replies piled up and the socket is full.
+ * closing, was parked on the body memory budget, or its replies piled up
+ * and the socket is full.
  */
 static size_t conn_feed(struct dp_worker *w, struct dp_conn *c, const uint8_t *buf, size_t len)
 {
@@ -330,7 +341,12 @@ static size_t conn_feed(struct dp_worker *w, struct dp_conn *c, const uint8_t *b
 		bool progress;
 		int r;
 
+		if (!dp_mem_admit(w, c, slice)) {
+			dp_mem_park(w, c);
+			break;
+		}
 		n = smtp_engine_feed(c->eng, buf + off, slice, &rc);
+		dp_mem_sync(w, c);
 		off += n;
 		if (rc == SMTP_RC_CLOSE) {
 			c->flags |= DP_CONN_F_CLOSING;
@@ -338,6 +354,7 @@ static size_t conn_feed(struct dp_worker *w, struct dp_conn *c, const uint8_t *b
 		}
 		if (rc == SMTP_RC_EVENT) {
 			conn_event(w, c);
+			dp_mem_sync(w, c);
 			continue;
 		}
 		/* SMTP_RC_OK consumes everything (engine contract). */
@@ -543,6 +560,9 @@ void dp_conn_acks_release(struct dp_worker *w)
 			rc = smtp_engine_resume(c->eng, 451, "4.3.0 Error: queue file write error",
 						false);
 		}
+		/* The body is freed and the transaction over: count it and
+		 * give the pass back before pipelined input starts another. */
+		dp_mem_sync(w, c);
 		if (c->flags & DP_CONN_F_DEAD) {
 			dp_list_add_tail(&w->graveyard, &c->link);
 			continue;
@@ -627,7 +647,9 @@ static void conn_close(struct dp_worker *w, struct dp_conn *c, bool graceful)
 	dp_timer_disarm(&c->timer);
 	c->tkind = DP_T_NONE;
 	if (dp_list_linked(&c->ready))
-		dp_list_del(&c->ready);
+		dp_list_del(&c->ready); /* ready or memwait */
+	c->flags &= ~DP_CONN_F_MEMWAIT;
+	dp_mem_close(w, c);
 	dp_list_del(&c->link);
 	/* Give the slots back before the peer can see the close, so a client
 	 * that reconnects at once is counted without this connection. */
@@ -657,7 +679,7 @@ void dp_conn_abort(struct dp_worker *w, struct dp_conn *c)
 
 void dp_conn_destroy(struct dp_worker *w, struct dp_conn *c)
 {
-	(void)w;
+	dp_mem_release(w, c);
 	smtp_engine_free(c->eng);
 	free(c->in);
 	free(c);

@@ -177,6 +177,7 @@ static struct dp_worker *dp_worker_new(struct dataplane *dp, unsigned id, const 
 	w->epfd = w->wake_fd = w->stop_fd = -1;
 	dp_list_init(&w->conns);
 	dp_list_init(&w->ready);
+	dp_list_init(&w->memwait);
 	dp_list_init(&w->graveyard);
 	dp_timer_list_init(&w->timers[DP_T_COMMAND], (uint64_t)cfg->timeout_command * 1000);
 	dp_timer_list_init(&w->timers[DP_T_DATA], (uint64_t)cfg->timeout_data_block * 1000);
@@ -230,6 +231,7 @@ struct dataplane *dataplane_start(const struct dataplane_params *p, char *err, s
 	dp->submit = p->submit;
 	dp->submit_arg = p->submit_arg;
 	dp->io = &dp_io_kernel;
+	dp->mem_budget = cfg->max_body_memory;
 	dp->ecfg = calloc(cfg->nlisteners, sizeof(*dp->ecfg));
 	dp->ports = calloc(cfg->nlisteners, sizeof(*dp->ports));
 	dp->workers = calloc(cfg->workers, sizeof(*dp->workers));

@@ -13,6 +13,7 @@
  *	dp_io_ops	the I/O backend (kernel sockets now, DPDK later)
  *	dp_worker	one thread: epoll loop, listeners, connections, writer
  *	dp_conn		one client connection (transport + its SMTP session)
+ *	dp_mem		the global budget for bodies buffered in memory
  */
 #ifndef SLUICE_DATAPLANE_PVT_H
 #define SLUICE_DATAPLANE_PVT_H
@@ -193,6 +194,7 @@ enum dp_tkind {
 #define DP_CONN_F_DEAD 0x20	/* socket gone while in the FIFO: free on pop */
 #define DP_CONN_F_LIMITED 0x40	/* holds a connlimit count for its address */
 #define DP_CONN_F_RDHUP 0x80	/* epoll saw the peer's FIN: read on to end of stream */
+#define DP_CONN_F_MEMWAIT 0x100 /* parked on the worker's memwait list: body budget spent */
 
 /* One client connection.  Memory per idle connection: this struct plus
  * smtp_engine_memory(); the input buffer exists only while the session is
@@ -209,8 +211,12 @@ struct dp_conn {
 	uint32_t in_len;      /* bytes in in */
 	uint32_t in_off;      /* bytes of in already fed */
 	struct dp_list link;  /* worker's connections, then its graveyard once closed */
-	struct dp_list ready; /* worker's ready list (read budget used up) */
+	struct dp_list ready; /* worker's ready list (read budget used up), or its memwait
+			       * list (DP_CONN_F_MEMWAIT): never both */
 	struct dp_timer timer;
+	uint32_t mem_base; /* smtp_engine_memory() when new: the idle size */
+	size_t mem_share;  /* engine bytes beyond mem_base, counted in dp->mem_used */
+	size_t mem_resv;   /* reserved in dp->mem_used for the feed under way, or 0 */
 	union {
 		struct sockaddr sa;
 		struct sockaddr_in in4;
@@ -264,6 +270,7 @@ struct dp_worker {
 	uint8_t *rbuf; /* DP_RBUF_SIZE */
 	struct dp_list conns;
 	struct dp_list ready;
+	struct dp_list memwait; /* parked until the body budget has room (DP_CONN_F_MEMWAIT) */
 	struct dp_list
 	    graveyard; /* closed this turn, freed at its end (events may still name them) */
 	struct dp_timer_list timers[DP_T_COUNT];
@@ -285,9 +292,46 @@ struct dataplane {
 	uint16_t *ports;	      /* bound port per listener */
 	struct connlimit *cl;
 	_Atomic unsigned total; /* open connections, all workers */
+	/* Body memory budget (dp_mem): see conn_mem.c. */
+	uint64_t mem_budget;		    /* cfg->max_body_memory; 0 = no limit */
+	_Atomic uint64_t mem_used;	    /* sum of dp_conn.mem_share + mem_resv */
+	_Atomic uint64_t mem_peak;	    /* high-water mark of mem_used */
+	_Atomic uint64_t mem_parks;	    /* times a session was parked */
+	_Atomic(struct dp_conn *) mem_pass; /* the one session allowed past the budget */
+	_Atomic bool mem_over;	     /* parked since mem_used last fell below the resume mark */
+	_Atomic bool mem_logged;     /* "reached" was logged: log "cleared" too */
+	_Atomic uint64_t mem_log_ms; /* when "reached" was last logged (rate limit) */
 	unsigned nworkers;
 	struct dp_worker **workers;
 };
+
+/* ---- body memory budget (conn_mem.c) ----------------------------------- */
+
+/* Parked sessions retry when mem_used falls below this share of the budget
+ * (or when the pass is free). */
+#define DP_MEM_RESUME_PCT 90
+/* Longest epoll_wait while sessions are parked: other workers free memory,
+ * and nothing wakes us when they do. */
+#define DP_MEM_POLL_MS 10
+/* At most one "budget reached" line per this many milliseconds. */
+#define DP_MEM_LOG_MS 10000
+
+/* May c feed n more bytes to its engine now?  Outside a transaction always;
+ * inside one only if the budget has room for the worst growth of this feed
+ * (reserved in mem_used until dp_mem_sync), or c holds, or just took, the
+ * pass.  false: park c (dp_mem_park) and feed nothing. */
+bool dp_mem_admit(struct dp_worker *w, struct dp_conn *c, size_t n);
+/* Account c's engine memory now (after a feed, resume or flush): settles
+ * the reservation, gives the pass back once c's transaction is over. */
+void dp_mem_sync(struct dp_worker *w, struct dp_conn *c);
+/* c is closing: give the pass back (its share stays counted until freed). */
+void dp_mem_close(struct dp_worker *w, struct dp_conn *c);
+/* c's engine is freed: take its share out of mem_used. */
+void dp_mem_release(struct dp_worker *w, struct dp_conn *c);
+/* Put c on w's memwait list (it is not read until dp_mem_run_parked). */
+void dp_mem_park(struct dp_worker *w, struct dp_conn *c);
+/* Each loop turn: retry parked sessions if memory was freed. */
+void dp_mem_run_parked(struct dp_worker *w);
 
 /* worker.c */
 void *dp_worker_main(void *arg);

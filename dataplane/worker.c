@@ -86,6 +86,10 @@ static int worker_timeout(struct dp_worker *w)
 		next = w->stop_deadline;
 	if (next <= w->now)
 		return 0;
+	/* Parked sessions: poll the budget (other workers free memory and
+	 * do not wake us). */
+	if (!dp_list_empty(&w->memwait) && next - w->now > DP_MEM_POLL_MS)
+		return DP_MEM_POLL_MS;
 	if (next - w->now > WORKER_MAX_WAIT_MS)
 		return WORKER_MAX_WAIT_MS;
 	return (int)(next - w->now);
@@ -213,6 +217,7 @@ void *dp_worker_main(void *arg)
 		 * raced with an append. */
 		dp_conn_acks_release(w);
 		worker_run_ready(w);
+		dp_mem_run_parked(w);
 		worker_run_timers(w);
 		worker_bury(w);
 		rcu_quiescent_state();

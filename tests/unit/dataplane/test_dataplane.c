@@ -7,6 +7,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -353,7 +354,25 @@ static int teardown(void **state)
 	g_dp = NULL;
 	g_cfg.max_connections = 100;
 	g_cfg.max_connections_per_ip = PER_IP_LIMIT;
+	g_cfg.max_body_memory = 0;
+	g_cfg.timeout_data_block = 180;
 	return 0;
+}
+
+/* A dataplane whose body memory budget is 1 MiB. */
+#define MEM_BUDGET (1u << 20)
+
+static int setup_membudget(void **state)
+{
+	g_cfg.max_body_memory = MEM_BUDGET;
+	return setup(state);
+}
+
+/* The same with a 1 s data block timeout. */
+static int setup_membudget_timeout(void **state)
+{
+	g_cfg.timeout_data_block = 1;
+	return setup_membudget(state);
 }
 
 /* ---- a small SMTP client ---------------------------------------------------- */
@@ -1069,6 +1088,201 @@ static void test_no_idle_recv(void **state)
 }
 
 /* max_connections (total) refuses with 421 like the per-address limit. */
+/* ---- body memory budget ------------------------------------------------------ */
+
+/* Poll (bounded) until the body memory counter is back to 0. */
+static void wait_mem_zero(void)
+{
+	struct timespec ms = {0, 1000000};
+	uint64_t used = 0;
+
+	for (int i = 0; i < IO_TIMEOUT_MS; i++) {
+		used = atomic_load(&g_dp->mem_used);
+		if (used == 0)
+			return;
+		nanosleep(&ms, NULL);
+	}
+	fail_msg("mem_used got %llu want 0 after every session closed", (unsigned long long)used);
+}
+
+/* 78-byte lines tagged with the client number, about want bytes, then the
+ * end of data.  The last line is copied to last. */
+static char *mem_body(unsigned id, size_t want, size_t *len, char *last, size_t lastlen)
+{
+	size_t lines = want / 78, off = 0;
+	char *b = malloc(lines * 78 + 64);
+
+	if (!b) {
+		fail_msg("out of memory");
+		return NULL;
+	}
+	off += (size_t)sprintf(b, "Subject: m%u\r\n\r\n", id);
+	for (size_t i = 0; i < lines; i++)
+		off += (size_t)sprintf(b + off, "%u %06zu %-66s\r\n", id, i, "body line");
+	snprintf(last, lastlen, "%u %06zu %-66s\r\n", id, lines - 1, "body line");
+	*len = off;
+	return b;
+}
+
+/*
+ * Three clients send a 600 KiB message each, interleaved in 16 KiB pieces,
+ * with a 1 MiB budget.  Until some session was parked nobody sends its end
+ * of data, so no message can finish and free memory: the server must park
+ * (three bodies need about 3 MiB of buffers).  Then every message still
+ * gets its 250 (the pass lets one finish at a time: no deadlock), the peak
+ * stays within the budget plus one message plus a read buffer per worker,
+ * and the counter is back to 0 once the sessions are gone.
+ */
+static void test_body_memory_budget(void **state)
+{
+	enum { NC = 3, PIECE = 16 * 1024 };
+	const size_t msg_size = 600 * 1024;
+	/* The pass holder may grow a 600 KiB body to a 1 MiB buffer (the
+	 * engine doubles, capped at max_message_size). */
+	const uint64_t one_msg = 1u << 20;
+	const uint64_t bound = MEM_BUDGET + one_msg + (uint64_t)g_cfg.workers * DP_RBUF_SIZE;
+	struct client c[NC];
+	char *body[NC], last[NC][96], reply[4096];
+	size_t len[NC], sent[NC] = {0}, eod_sent[NC] = {0};
+	struct timespec t0, t;
+	uint64_t parks = 0, peak;
+	bool all;
+
+	(void)state;
+	for (unsigned i = 0; i < NC; i++) {
+		body[i] = mem_body(i, msg_size, &len[i], last[i], sizeof(last[i]));
+		client_open(&c[i]);
+		client_begin_message(&c[i], "alice@example.test");
+		assert_int_equal(fcntl(c[i].fd, F_SETFL, O_NONBLOCK), 0);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	do {
+		struct pollfd pfd[NC];
+
+		all = true;
+		parks = atomic_load(&g_dp->mem_parks);
+		for (unsigned i = 0; i < NC; i++) {
+			bool body_done = sent[i] == len[i];
+
+			pfd[i].fd = c[i].fd;
+			pfd[i].events = 0;
+			pfd[i].revents = 0;
+			if (!body_done || (parks && eod_sent[i] < 3))
+				pfd[i].events = POLLOUT;
+			if (eod_sent[i] < 3)
+				all = false;
+		}
+		if (all)
+			break;
+		/* Short: the only event we may wait for without a socket is
+		 * the first park. */
+		if (poll(pfd, NC, 10) < 0 && errno != EINTR)
+			fail_msg("poll: %s", strerror(errno));
+		for (unsigned i = 0; i < NC; i++) {
+			const char *p;
+			size_t n;
+			ssize_t k;
+
+			if (!(pfd[i].revents & POLLOUT))
+				continue;
+			if (sent[i] < len[i]) {
+				p = body[i] + sent[i];
+				n = len[i] - sent[i] < PIECE ? len[i] - sent[i] : PIECE;
+			} else {
+				p = ".\r\n" + eod_sent[i];
+				n = 3 - eod_sent[i];
+			}
+			k = send(c[i].fd, p, n, MSG_NOSIGNAL);
+			if (k < 0 && errno != EAGAIN)
+				fail_msg("client %u send: %s", i, strerror(errno));
+			if (k > 0 && sent[i] < len[i])
+				sent[i] += (size_t)k;
+			else if (k > 0)
+				eod_sent[i] += (size_t)k;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &t);
+	} while ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 <
+		 IO_TIMEOUT_MS);
+	if (!all)
+		fail_msg("sending stalled: sent %zu/%zu %zu/%zu %zu/%zu parks %llu", sent[0],
+			 len[0], sent[1], len[1], sent[2], len[2], (unsigned long long)parks);
+	for (unsigned i = 0; i < NC; i++) {
+		assert_int_equal(fcntl(c[i].fd, F_SETFL, 0), 0);
+		client_expect(&c[i], NULL, "250 2.0.0 Ok: queued as ", reply, sizeof(reply));
+		check_queued(reply, "s@remote.test", 1, last[i]);
+	}
+	peak = atomic_load(&g_dp->mem_peak);
+	print_message("body memory: budget %u peak %llu bound %llu parks %llu\n", MEM_BUDGET,
+		      (unsigned long long)peak, (unsigned long long)bound,
+		      (unsigned long long)atomic_load(&g_dp->mem_parks));
+	if (peak > bound)
+		fail_msg("mem_peak got %llu want <= %llu (budget + one message + one read per "
+			 "worker)",
+			 (unsigned long long)peak, (unsigned long long)bound);
+	/* The same sessions go on: memory was given back, not just counted. */
+	client_expect(&c[0], "MAIL FROM:<s@remote.test>\r\n", "250 2.1.0", NULL, 0);
+	client_expect(&c[0], "RCPT TO:<bob@example.test>\r\n", "250 2.1.5", NULL, 0);
+	client_expect(&c[0], "DATA\r\n", "354 ", NULL, 0);
+	client_expect(&c[0], "Subject: after\r\n\r\nsmall\r\n.\r\n", "250 2.0.0 Ok: queued as ",
+		      reply, sizeof(reply));
+	for (unsigned i = 0; i < NC; i++) {
+		client_expect(&c[i], "QUIT\r\n", "221 ", NULL, 0);
+		client_close(&c[i]);
+		free(body[i]);
+	}
+	wait_no_open();
+	wait_mem_zero();
+}
+
+/*
+ * Parked sessions still time out: one client holds the pass with an
+ * unfinished body over the budget, another is parked behind it; both stall.
+ * Both get 421 4.4.2 after the data block timeout (1 s) and the counter
+ * goes back to 0.
+ */
+static void test_body_memory_parked_timeout(void **state)
+{
+	/* a: below max_message_size (1 MiB), but its buffer doubles to 1 MiB. */
+	const size_t big = 900 * 1024, small = 256 * 1024;
+	struct client a, b;
+	char *body_a, *body_b, last[96];
+	size_t len_a = 0, len_b = 0;
+	struct timespec ms = {0, 1000000};
+	int i;
+
+	(void)state;
+	body_a = mem_body(1, big, &len_a, last, sizeof(last));
+	body_b = mem_body(2, small, &len_b, last, sizeof(last));
+	client_open(&a);
+	client_begin_message(&a, "alice@example.test");
+	client_open(&b);
+	client_begin_message(&b, "bob@example.test");
+	/* a alone: its buffer reaches the budget, so it ends up with the pass. */
+	body_a[len_a - 1] = '\0';
+	client_send(&a, body_a);
+	for (i = 0; i < IO_TIMEOUT_MS && atomic_load(&g_dp->mem_used) < MEM_BUDGET; i++)
+		nanosleep(&ms, NULL);
+	if (atomic_load(&g_dp->mem_used) < MEM_BUDGET)
+		fail_msg("mem_used got %llu want >= %u after a's body",
+			 (unsigned long long)atomic_load(&g_dp->mem_used), MEM_BUDGET);
+	/* b's first read starts its share; the rest waits behind a. */
+	body_b[len_b - 1] = '\0';
+	client_send(&b, body_b);
+	for (i = 0; i < IO_TIMEOUT_MS && atomic_load(&g_dp->mem_parks) == 0; i++)
+		nanosleep(&ms, NULL);
+	if (atomic_load(&g_dp->mem_parks) == 0)
+		fail_msg("b was never parked (mem_used %llu)",
+			 (unsigned long long)atomic_load(&g_dp->mem_used));
+	client_expect(&a, NULL, "421 4.4.2", NULL, 0);
+	client_expect(&b, NULL, "421 4.4.2", NULL, 0);
+	client_close(&a);
+	client_close(&b);
+	free(body_a);
+	free(body_b);
+	wait_no_open();
+	wait_mem_zero();
+}
+
 static void test_max_connections(void **state)
 {
 	struct client a, b, c;
@@ -1109,6 +1323,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_output_backpressure, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_max_connections, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_no_idle_recv, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_body_memory_budget, setup_membudget, teardown),
+	    cmocka_unit_test_setup_teardown(test_body_memory_parked_timeout,
+					    setup_membudget_timeout, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
