@@ -3,7 +3,8 @@
 #               foreground on the embedded default (127.0.0.1:2525, ./var/)
 #   make test   install, build (plain, ASan+UBSan, libFuzzer) and run every
 #               test; ends with "N passed, N failed[, N skipped]"
-# Other targets: build, deps, asan, fuzz, clean.
+# Other targets: build, deps, asan, fuzz, clean, compare (bench/compare,
+# sluice vs a private Postfix; needs root; COMPARE_ARGS="--quick" etc.).
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
@@ -13,9 +14,9 @@ FUZZ_SECONDS ?= 30
 # Debian packages the build and the tests need.
 DEBS = meson ninja-build pkg-config gcc clang libclang-rt-14-dev \
        libjemalloc-dev liburcu-dev libconfig-dev libcmocka-dev \
-       python3 swaks postfix iproute2
+       python3 swaks postfix iproute2 gnuplot-nox
 
-.PHONY: all run test deps build asan fuzz clean
+.PHONY: all run test deps build asan fuzz clean compare
 
 all: build
 
@@ -46,6 +47,13 @@ fuzz: deps $(FUZZ_BUILD)/build.ninja
 
 test: build asan fuzz
 	@tests/run_all.sh $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+# The side-by-side benchmark (bench/README.md): builds, then runs sluice and
+# a private Postfix through every scenario; the report lands in
+# ./bench-report/<date>/ (or --out in COMPARE_ARGS).
+COMPARE_ARGS ?=
+compare: build
+	bench/compare --build $(BUILD) $(COMPARE_ARGS)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

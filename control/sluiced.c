@@ -218,7 +218,9 @@ int main(int argc, char **argv)
 		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
 			path = argv[++i];
 		} else if (strcmp(argv[i], "--version") == 0) {
-			printf("sluiced %s\n", SLUICE_VERSION);
+			/* features: what this build delivers; bench/compare reads it
+			 * ("relay" appears once remote delivery exists). */
+			printf("sluiced %s\nfeatures: smtp spool maildir\n", SLUICE_VERSION);
 			return 0;
 		} else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
 			usage(stdout);
