@@ -16,6 +16,7 @@ the sink's counts.
 """
 
 import re
+import socket
 
 from bench_harness import ScriptedPeer, Sink, bench, run_bench, send_json
 from sluice_harness import check, check_eq, free_port, info
@@ -175,11 +176,24 @@ def rate_duration_source_ipv6():
     check_eq(sorted(set(s["addr"] for s in peer.sessions)), ["127.0.0.2", "127.0.0.3", "127.0.0.4"],
              "--source 127.0.0.2-127.0.0.4: client addresses")
 
+    if not ipv6_loopback():
+        info("note: no ::1 here, the IPv6 case is left out")
+        info("ok rate, duration, source addresses")
+        return
     sink = Sink(host="::1").start()
     r = send_json(sink.server, "--messages", 50, "--connections", 5)
     check_eq(r["messages"]["accepted"], 50, "IPv6 [::1]: accepted")
     check_eq(sink_counts(sink)[2], 50, "IPv6 sink unique")
     info("ok rate, duration, source addresses, IPv6")
+
+
+def ipv6_loopback():
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
 
 
 def exits_and_table():
