@@ -87,8 +87,8 @@ bool send_run_reserve(struct send_run *run)
 		return true;
 	r = atomic_load_explicit(&run->reserved, memory_order_relaxed);
 	while (r < o->messages)
-		if (atomic_compare_exchange_weak_explicit(&run->reserved, &r, r + 1,
-							  memory_order_relaxed, memory_order_relaxed))
+		if (atomic_compare_exchange_weak_explicit(
+			&run->reserved, &r, r + 1, memory_order_relaxed, memory_order_relaxed))
 			return true;
 	return false;
 }
@@ -148,8 +148,7 @@ static int send_run_init(struct send_run *run, const struct send_opts *o)
 	}
 	/* The longest header: largest seq, recipient count and body. */
 	if (benchmsg_build(run->pool, o->run_id, UINT64_MAX / 2, o->rcpts, BENCHMSG_BODY_MAX,
-			   o->from, o->domain, &probe) < 0)
-	{
+			   o->from, o->domain, &probe) < 0) {
 		fputs("sluice-bench send: --from and --domain do not fit the message header\n",
 		      stderr);
 		return 2;

@@ -380,4 +380,3 @@ static int send_source_parse(struct send_opts *o, const char *spec)
 		return send_usage_error("--source: '%s' ends before it starts", spec);
 	return 0;
 }
-

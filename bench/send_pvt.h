@@ -57,7 +57,6 @@
 #include "bench/histogram.h"
 #include "common/smtp_reply.h"
 
-
 #define NS_PER_MS 1000000ull
 #define NS_PER_S 1000000000ull
 
@@ -174,19 +173,19 @@ struct send_conn {
 	int fd;
 	uint32_t gen; /* bumped per socket: tells stale epoll events and parkings apart */
 	enum send_conn_state state;
-	struct smtp_ehlo_exts exts;			      /* what the EHLO reply offered */
-	bool pipelining;				      /* this session pipelines */
-	bool parked;	  /* waiting in the worker's queue for a rate token */
-	bool token;	  /* released from that queue with a token in hand */
-	bool need_rset;	  /* the server may still hold a refused transaction */
-	bool quitting;	  /* QUIT sent: nothing more to start */
-	bool reserved;	  /* holds a reservation (run->reserved) for its next message */
+	struct smtp_ehlo_exts exts; /* what the EHLO reply offered */
+	bool pipelining;	    /* this session pipelines */
+	bool parked;		    /* waiting in the worker's queue for a rate token */
+	bool token;		    /* released from that queue with a token in hand */
+	bool need_rset;		    /* the server may still hold a refused transaction */
+	bool quitting;		    /* QUIT sent: nothing more to start */
+	bool reserved;		    /* holds a reservation (run->reserved) for its next message */
 	bool eod_pending; /* the queued output ends a message: stamp eod_ns when written */
 	uint8_t eod_tx;	  /* which transaction that is */
 	uint8_t next_tx;  /* transaction slot the next message uses (they alternate) */
 	uint8_t wait_head, wait_len;
-	uint8_t out_idx, out_len; /* out[out_idx..out_len) is still to write */
-	unsigned msgs;		  /* messages started on this connection */
+	uint8_t out_idx, out_len;	/* out[out_idx..out_len) is still to write */
+	unsigned msgs;			/* messages started on this connection */
 	struct smtp_reply_parser reply; /* the reply being read */
 	size_t in_len;
 	uint64_t deadline_ns;			 /* the pending reply or write is late after this */

@@ -175,4 +175,3 @@ void send_report_json(const struct send_run *run, const struct send_totals *t)
 		       (unsigned long long)t->errors[e]);
 	printf("}}\n");
 }
-

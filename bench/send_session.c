@@ -5,8 +5,6 @@
 #include <assert.h>
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
-
 
 static const char send_cmd_data[] = "DATA\r\n";
 static const char send_cmd_dot[] = ".\r\n";
@@ -456,4 +454,3 @@ static void send_tx_start(struct send_worker *w, struct send_conn *c, uint64_t s
 	if (o->bdat && o->per_connection && c->msgs >= o->per_connection)
 		send_sess_quit(w, c);
 }
-

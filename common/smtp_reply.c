@@ -93,8 +93,8 @@ void smtp_ehlo_ext_line(struct smtp_ehlo_exts *e, const char *text, size_t len)
 			continue;
 		e->flags |= keywords[i].flag;
 		if (keywords[i].flag == SMTP_EXT_SIZE && len > keywords[i].len)
-			e->size_max = size_value(text + keywords[i].len + 1,
-						 len - keywords[i].len - 1);
+			e->size_max =
+			    size_value(text + keywords[i].len + 1, len - keywords[i].len - 1);
 		return;
 	}
 }

@@ -51,13 +51,13 @@ int smtp_reply_parse_line(struct smtp_reply_parser *p, const char *line, size_t 
 			  struct smtp_reply_line *out);
 
 /* EHLO extensions (one bit each). */
-#define SMTP_EXT_PIPELINING 0x0001	   /* RFC 2920 */
-#define SMTP_EXT_CHUNKING 0x0002	   /* RFC 3030: BDAT */
-#define SMTP_EXT_SIZE 0x0004		   /* RFC 1870 */
-#define SMTP_EXT_8BITMIME 0x0008	   /* RFC 6152 */
-#define SMTP_EXT_SMTPUTF8 0x0010	   /* RFC 6531 */
-#define SMTP_EXT_DSN 0x0020		   /* RFC 3461 */
-#define SMTP_EXT_STARTTLS 0x0040	   /* RFC 3207 */
+#define SMTP_EXT_PIPELINING 0x0001	    /* RFC 2920 */
+#define SMTP_EXT_CHUNKING 0x0002	    /* RFC 3030: BDAT */
+#define SMTP_EXT_SIZE 0x0004		    /* RFC 1870 */
+#define SMTP_EXT_8BITMIME 0x0008	    /* RFC 6152 */
+#define SMTP_EXT_SMTPUTF8 0x0010	    /* RFC 6531 */
+#define SMTP_EXT_DSN 0x0020		    /* RFC 3461 */
+#define SMTP_EXT_STARTTLS 0x0040	    /* RFC 3207 */
 #define SMTP_EXT_ENHANCEDSTATUSCODES 0x0080 /* RFC 2034 */
 
 /* What a server's EHLO reply offered. */

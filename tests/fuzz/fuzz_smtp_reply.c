@@ -17,8 +17,8 @@
 
 #include "common/smtp_reply.h"
 
-#define ALL_EXTS                                                                              \
-	(SMTP_EXT_PIPELINING | SMTP_EXT_CHUNKING | SMTP_EXT_SIZE | SMTP_EXT_8BITMIME |          \
+#define ALL_EXTS                                                                                   \
+	(SMTP_EXT_PIPELINING | SMTP_EXT_CHUNKING | SMTP_EXT_SIZE | SMTP_EXT_8BITMIME |             \
 	 SMTP_EXT_SMTPUTF8 | SMTP_EXT_DSN | SMTP_EXT_STARTTLS | SMTP_EXT_ENHANCEDSTATUSCODES)
 
 static void check(int cond, const char *what)

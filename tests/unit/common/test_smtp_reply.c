@@ -22,7 +22,7 @@ static const struct {
     {"250 2.0.0 Ok\r\n", 1, 250, "2.0.0 Ok"},
     {"220-sink greets you\r\n", 0, 220, "sink greets you"},
     {"354 \r\n", 1, 354, ""},
-    {"250\r\n", 1, 250, ""},   /* RFC 5321 4.2: the text is optional */
+    {"250\r\n", 1, 250, ""},	    /* RFC 5321 4.2: the text is optional */
     {"599 odd\r\n", 1, 599, "odd"}, /* any digits after the first are taken */
     {"421 4.3.2 going down\r\n", 1, 421, "4.3.2 going down"},
     {"250 Ok\n", -EBADMSG, 0, NULL},	 /* bare LF */
@@ -58,8 +58,8 @@ static void test_single_lines(void **state)
 		    rl.text_len != strlen(single_cases[i].text) ||
 		    memcmp(rl.text, single_cases[i].text, rl.text_len) != 0)
 			fail_msg("line %zu: got code %u first %d text '%.*s', want %u 1 '%s'", i,
-				 rl.code, rl.first, (int)rl.text_len, rl.text,
-				 single_cases[i].code, single_cases[i].text);
+				 rl.code, rl.first, (int)rl.text_len, rl.text, single_cases[i].code,
+				 single_cases[i].text);
 	}
 }
 
@@ -114,7 +114,7 @@ static const struct {
     {"SIZE", SMTP_EXT_SIZE, 0},
     {"SIZE 10240000", SMTP_EXT_SIZE, 10240000},
     {"SIZE 0", SMTP_EXT_SIZE, 0},
-    {"SIZE 12x", SMTP_EXT_SIZE, 0},			 /* not a number: no fixed limit */
+    {"SIZE 12x", SMTP_EXT_SIZE, 0},			/* not a number: no fixed limit */
     {"SIZE 99999999999999999999999", SMTP_EXT_SIZE, 0}, /* overflow: no fixed limit */
     {"8BITMIME", SMTP_EXT_8BITMIME, 0},
     {"SMTPUTF8", SMTP_EXT_SMTPUTF8, 0},
@@ -155,8 +155,8 @@ static void test_ehlo_accumulates(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_single_lines),  cmocka_unit_test(test_multi_line),
-	    cmocka_unit_test(test_code_change),	  cmocka_unit_test(test_ehlo_keywords),
+	    cmocka_unit_test(test_single_lines),     cmocka_unit_test(test_multi_line),
+	    cmocka_unit_test(test_code_change),	     cmocka_unit_test(test_ehlo_keywords),
 	    cmocka_unit_test(test_ehlo_accumulates),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
