@@ -70,6 +70,13 @@
 #define SINK_EVENTS 256
 /* Pending replies beyond which input is left unfed until they are sent. */
 #define SINK_OUT_HIGH (64u << 10)
+/* Input fed to the engine at once, at most: the replies to 16 KiB of
+ * commands (25 octets of reply per octet of "EHLO a" at worst) stay far
+ * below the engine's 1 MiB output limit. */
+#define SINK_FEED_SLICE (16u << 10)
+/* After the last reply, how long a connection drains the client's input
+ * before it is closed anyway. */
+#define SINK_LINGER_NS (2000u * 1000 * 1000)
 /* Accepting pauses this long when the process is out of descriptors. */
 #define SINK_ACCEPT_PAUSE_NS (100u * 1000 * 1000)
 /* Stats file period. */
@@ -156,6 +163,7 @@ struct sink_link {
 #define SINK_CONN_F_CLOSING 0x10   /* the engine said close: send the replies, then close */
 #define SINK_CONN_F_DROP 0x20	   /* --drop struck: close now, no reply */
 #define SINK_CONN_F_OUT_ARMED 0x40 /* EPOLLOUT is in the epoll interest set */
+#define SINK_CONN_F_LINGER 0x80	   /* replies sent, write side shut: drain input, then close */
 
 /*
  * One client connection, owned by one worker.  Invariants: read_at >=
@@ -173,6 +181,7 @@ struct sink_conn {
 	uint64_t write_at;	 /* replies held until then (ns) */
 	uint64_t read_at;	 /* input left alone until then (ns) */
 	uint64_t deadline;	 /* the timer's deadline while armed (ns) */
+	uint64_t linger_at;	 /* SINK_CONN_F_LINGER: close by then (ns) */
 	uint32_t heap_idx;	 /* index in the worker's heap, SINK_NO_TIMER when unarmed */
 	int fd;
 	uint8_t flags;	    /* SINK_CONN_F_* */
@@ -230,6 +239,7 @@ static void conn_run(struct sink_worker *w, struct sink_conn *c);
 static bool conn_step(struct sink_worker *w, struct sink_conn *c, int *budget);
 static int conn_flush(struct sink_worker *w, struct sink_conn *c);
 static int conn_read(struct sink_worker *w, struct sink_conn *c);
+static bool conn_linger(struct sink_worker *w, struct sink_conn *c, int *budget);
 static size_t conn_feed(struct sink_worker *w, struct sink_conn *c, const uint8_t *buf, size_t len);
 static enum smtp_rc conn_answer(struct sink_worker *w, struct sink_conn *c);
 static void sink_message_record(struct sink_worker *w, const struct smtp_event *ev);
@@ -627,7 +637,9 @@ static uint64_t sink_timer_next(const struct sink_worker *w)
 /* Arm the timer for the next hold that ends, or disarm it. */
 static void conn_timer_update(struct sink_worker *w, struct sink_conn *c)
 {
-	if (c->write_at > w->now)
+	if (c->flags & SINK_CONN_F_LINGER)
+		sink_timer_set(w, c, c->linger_at);
+	else if (c->write_at > w->now)
 		sink_timer_set(w, c, c->write_at);
 	else if (c->read_at > w->now)
 		sink_timer_set(w, c, c->read_at);
@@ -849,15 +861,26 @@ static bool conn_step(struct sink_worker *w, struct sink_conn *c, int *budget)
 
 		if (c->flags & SINK_CONN_F_DROP)
 			break;
+		if (c->flags & SINK_CONN_F_LINGER)
+			return conn_linger(w, c, budget);
 		if (w->now < c->write_at)
 			return true;
 		r = conn_flush(w, c);
 		if (r < 0 && r != -EAGAIN)
 			break;
 		if (c->flags & SINK_CONN_F_CLOSING) {
-			if (r == 0)
+			if (r != 0)
+				return true; /* EPOLLOUT brings us back */
+			if (c->flags & SINK_CONN_F_EOF)
+				break; /* all input read: a plain close */
+			/* Input may still come (a 421 cut a pipelined group
+			 * short): closing with it unread would answer with a
+			 * reset and destroy the replies in flight. */
+			if (shutdown(c->fd, SHUT_WR) < 0)
 				break;
-			return true; /* EPOLLOUT brings us back */
+			c->flags |= SINK_CONN_F_LINGER;
+			c->linger_at = w->now + SINK_LINGER_NS;
+			continue;
 		}
 		/* The client reads its replies before we read more of its input. */
 		if (r == -EAGAIN || w->now < c->read_at)
@@ -884,6 +907,30 @@ static bool conn_step(struct sink_worker *w, struct sink_conn *c, int *budget)
 		}
 		if (conn_read(w, c) < 0)
 			break;
+	}
+	conn_close(w, c);
+	return false;
+}
+
+/* Read and drop input until the client closes, the linger ends, or the
+ * read budget is spent (then c goes on the ready list).  Returns false
+ * when c was closed and freed. */
+static bool conn_linger(struct sink_worker *w, struct sink_conn *c, int *budget)
+{
+	while (w->now < c->linger_at) {
+		ssize_t n;
+
+		if ((*budget)-- == 0) {
+			if (!c->ready.next)
+				link_add_tail(&w->ready, &c->ready);
+			return true;
+		}
+		n = recv(c->fd, w->rbuf, SINK_RBUF_SIZE, 0);
+		if (n > 0 || (n < 0 && errno == EINTR))
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return true; /* the next edge or the linger timer */
+		break;		     /* the client closed, or the connection failed */
 	}
 	conn_close(w, c);
 	return false;
@@ -965,14 +1012,15 @@ static int conn_read(struct sink_worker *w, struct sink_conn *c)
 	return 0;
 }
 
-/* With --tarpit, input goes to the engine one line at a time, so that
- * each reply can be caught as it is made. */
+/* Input goes to the engine at most SINK_FEED_SLICE at a time, so that
+ * SINK_OUT_HIGH is checked between slices; with --tarpit one line at a
+ * time, so that each reply can be caught as it is made. */
 static size_t conn_slice(const struct sink_opts *o, const uint8_t *p, size_t n)
 {
 	const uint8_t *lf;
 
 	if (!o->tarpit_ns)
-		return n;
+		return n < SINK_FEED_SLICE ? n : SINK_FEED_SLICE;
 	lf = memchr(p, '\n', n);
 	return lf ? (size_t)(lf - p) + 1 : n;
 }
@@ -1122,11 +1170,18 @@ static void conn_close(struct sink_worker *w, struct sink_conn *c)
 /* Shutting down: what is answered goes out (holds or not), then 421. */
 static void conn_shutdown(struct sink_worker *w, struct sink_conn *c)
 {
-	if (!(c->flags & SINK_CONN_F_DROP)) {
+	if (!(c->flags & (SINK_CONN_F_DROP | SINK_CONN_F_LINGER))) {
 		smtp_engine_shutdown(c->eng);
 		c->flags |= SINK_CONN_F_WRITABLE;
 		(void)conn_flush(w, c);
+		(void)shutdown(c->fd, SHUT_WR);
 	}
+	/* Input left unread would turn the close into a reset that can
+	 * destroy the 421 in flight: take what has arrived (bounded: the
+	 * process is exiting). */
+	for (int i = 0; i < SINK_READ_BUDGET; i++)
+		if (recv(c->fd, w->rbuf, SINK_RBUF_SIZE, MSG_DONTWAIT) <= 0)
+			break;
 	conn_close(w, c);
 }
 

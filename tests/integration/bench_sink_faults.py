@@ -5,6 +5,9 @@ the faults it is configured with.
 - Injected 4xx/5xx at MAIL, RCPT and end of data: the sender's counts of
   those codes equal the sink's fault counters, every accepted message is
   counted once, and the fractions are near what was asked for.
+- A 421 that cuts a pipelined group short reaches the client (the sink
+  drains input before it closes); replies to a flood of pipelined
+  commands all arrive.
 - Greetings refused (554, 421) as Python smtplib sees them; --drop closes
   connections without a reply.
 - --greeting-delay, --latency and --tarpit hold replies at least as long
@@ -17,6 +20,7 @@ the faults it is configured with.
 
 import json
 import smtplib
+import socket
 import time
 
 from bench_harness import Sink, bench, run_bench, send_json
@@ -57,6 +61,34 @@ def stage_faults():
         check(abs(got / n - share) < 0.5 * share, "%s faults near %.0f%%" % (what, share * 100),
               "%d of %d" % (got, n), share)
     info("ok stage faults: %s" % f)
+
+
+def closes_and_backpressure():
+    # A 421 at MAIL ends the session while a pipelined 1 MiB BDAT chunk is
+    # still arriving: the sink must drain it before closing, or the reset
+    # would destroy the 421 in flight.
+    sink = Sink("--fail", "mail:421:1").start()
+    rep = send_json(sink.server, "--messages", 100, "--bdat", "--size", "1m",
+                    "--connections", 10, want_rc=(3,))
+    final = sink.stop()
+    check_eq((rep["replies"].get("421"), final["faults"]["mail"], rep["messages"]["failed"]),
+             (100, 100, 0), "421 at MAIL behind pipelined BDAT: (421s seen, injected, failed)")
+    # Replies to a flood of pipelined commands are all delivered: input is
+    # left unread while replies pile up, not answered into an overflow.
+    sink = Sink().start()
+    s = socket.create_connection(("127.0.0.1", sink.port), timeout=20)
+    data = s.recv(4096)
+    s.sendall(b"EHLO x\r\n" * 8000)
+    s.shutdown(socket.SHUT_WR)
+    while True:
+        chunk = s.recv(1 << 20)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    check_eq(data.count(b"\r\n250 "), 8000, "replies to 8,000 pipelined EHLOs")
+    sink.stop()
+    info("ok lingering close and output back-pressure")
 
 
 def greeting_faults():
@@ -184,6 +216,7 @@ def usage():
 
 def body():
     stage_faults()
+    closes_and_backpressure()
     greeting_faults()
     drops()
     delays()
