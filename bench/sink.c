@@ -114,6 +114,7 @@ enum sink_counter {
 	SINK_C_DUPLICATES,	/* copies seen before */
 	SINK_C_CORRUPT,		/* accepted messages failing verification */
 	SINK_C_FOREIGN,		/* accepted messages not ours (no header, recipient not r<K>) */
+	SINK_C_OTHER_RUNS,	/* intact copies of another run than --run */
 	SINK_C_BYTES,		/* octets of accepted messages (headers and body) */
 	SINK_C_FAULT,		/* + enum sink_stage: --fail replies given at that stage */
 	SINK_C_DROP = SINK_C_FAULT + SINK_STAGE_COUNT, /* connections cut by --drop */
@@ -146,6 +147,8 @@ struct sink_opts {
 	uint64_t latency_ns;
 	uint64_t tarpit_ns;
 	uint64_t seed;
+	bool run_set; /* --run given: only that run's copies count */
+	uint32_t run; /* its id */
 	const char *hostname;
 	struct smtp_engine_cfg engine_cfg;
 };
@@ -278,6 +281,7 @@ static const char sink_usage[] =
     "  --latency MS                hold every batch of replies MS\n"
     "  --tarpit MS                 replies after the greeting one at a time, MS apart\n"
     "  --seed N                    seed of the fault choices (1)\n"
+    "  --run ID                    count only run ID's copies (others: other_runs)\n"
     "  --hostname NAME             name in the greeting (sink.sluice-bench.test)\n";
 
 static const char sink_usage_hint[] = "usage: sluice-bench sink [options]   (--help lists them)\n";
@@ -450,6 +454,12 @@ static int sink_opt_apply(struct sink_opts *o, int opt, const char *arg)
 		if (!parse_u64(arg, UINT64_MAX, &o->seed))
 			return sink_usage_error("--seed wants a number, not '%s'", arg);
 		return -1;
+	case 'R':
+		o->run = (uint32_t)strtoul(arg, &end, 16);
+		if (strlen(arg) != 8 || *end != '\0' || arg[0] == '-' || arg[0] == '+')
+			return sink_usage_error("--run wants 8 hex digits, not '%s'", arg);
+		o->run_set = true;
+		return -1;
 	case 'H':
 		if (!hostname_valid(arg))
 			return sink_usage_error("--hostname wants a name without spaces, not '%s'",
@@ -482,6 +492,7 @@ static int sink_opts_parse(struct sink_opts *o, int argc, char **argv)
 	    {"latency", required_argument, NULL, 'L'},
 	    {"tarpit", required_argument, NULL, 'T'},
 	    {"seed", required_argument, NULL, 'S'},
+	    {"run", required_argument, NULL, 'R'},
 	    {"hostname", required_argument, NULL, 'H'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
@@ -1146,7 +1157,9 @@ static void sink_message_record(struct sink_worker *w, const struct smtp_event *
 			foreign_rcpt = true;
 			continue;
 		}
-		if (benchmsg_seen_add(w->seen, info.run, info.seq, (unsigned)k))
+		if (w->opts->run_set && info.run != w->opts->run)
+			sink_count(w, SINK_C_OTHER_RUNS, 1);
+		else if (benchmsg_seen_add(w->seen, info.run, info.seq, (unsigned)k))
 			sink_count(w, SINK_C_UNIQUE, 1);
 		else
 			sink_count(w, SINK_C_DUPLICATES, 1);
@@ -1338,6 +1351,7 @@ static const char *const sink_counter_names[SINK_C_COUNT] = {
     [SINK_C_DUPLICATES] = "duplicates",
     [SINK_C_CORRUPT] = "corrupt",
     [SINK_C_FOREIGN] = "foreign",
+    [SINK_C_OTHER_RUNS] = "other_runs",
     [SINK_C_BYTES] = "bytes",
     [SINK_C_FAULT + SINK_STAGE_CONNECT] = "connect",
     [SINK_C_FAULT + SINK_STAGE_MAIL] = "mail",

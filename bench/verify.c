@@ -4,7 +4,9 @@
  * Every file under a new/ or cur/ directory is a copy; the mailbox
  * directory above it (r<K>) gives the recipient index.  Each copy is
  * verified (benchmsg_verify) and its (run, seq, K) key counted once, so
- * lost, duplicated and damaged copies all show in the totals.  Delivery is
+ * lost, duplicated and damaged copies all show in the totals.  With --run
+ * only that run's copies count; intact copies of other runs are reported
+ * apart (a leftover of an earlier run must not stand in for a lost one).  Delivery is
  * asynchronous, so --wait rescans until the expected count is there.
  */
 #include <dirent.h>
@@ -26,14 +28,21 @@
 
 struct verify_counts {
 	uint64_t files, unique, duplicates, corrupt, foreign, unreadable;
+	uint64_t other_runs; /* intact copies of another run than --run */
+};
+
+/* --run: count only this run's copies (others go to other_runs). */
+struct verify_filter {
+	bool set;
+	uint32_t run;
 };
 
 static const char verify_usage[] =
-	"usage: sluice-bench verify --maildir DIR [--expect N] [--wait S] [--json]\n";
+    "usage: sluice-bench verify --maildir DIR [--run ID] [--expect N] [--wait S] [--json]\n";
 
 /* Verify one copy of the mailbox whose directory is named box. */
 static void verify_file(int dirfd, const char *name, const char *box, struct benchmsg_seen *seen,
-			struct verify_counts *c)
+			const struct verify_filter *filter, struct verify_counts *c)
 {
 	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
 	struct stat st;
@@ -64,6 +73,8 @@ static void verify_file(int dirfd, const char *name, const char *box, struct ben
 		c->foreign++;
 	else if (v != BENCHMSG_OK)
 		c->corrupt++;
+	else if (filter->set && info.run != filter->run)
+		c->other_runs++;
 	else if (benchmsg_seen_add(seen, info.run, info.seq, (unsigned)rcpt))
 		c->unique++;
 	else
@@ -71,11 +82,13 @@ static void verify_file(int dirfd, const char *name, const char *box, struct ben
 }
 
 static void scan_dir(const char *path, const char *name, const char *parent, int depth,
-		     struct benchmsg_seen *seen, struct verify_counts *c);
+		     struct benchmsg_seen *seen, const struct verify_filter *filter,
+		     struct verify_counts *c);
 
 /* Walk path (named name, inside a directory named parent). */
-static void scan_entries(DIR *d, const char *path, const char *name, const char *parent,
-			 int depth, struct benchmsg_seen *seen, struct verify_counts *c)
+static void scan_entries(DIR *d, const char *path, const char *name, const char *parent, int depth,
+			 struct benchmsg_seen *seen, const struct verify_filter *filter,
+			 struct verify_counts *c)
 {
 	bool is_copies = strcmp(name, "new") == 0 || strcmp(name, "cur") == 0;
 	struct dirent *de;
@@ -86,7 +99,7 @@ static void scan_entries(DIR *d, const char *path, const char *name, const char 
 		if (de->d_name[0] == '.')
 			continue;
 		if (de->d_type == DT_REG && is_copies) {
-			verify_file(dirfd(d), de->d_name, parent, seen, c);
+			verify_file(dirfd(d), de->d_name, parent, seen, filter, c);
 			continue;
 		}
 		if (de->d_type != DT_DIR && de->d_type != DT_UNKNOWN)
@@ -99,18 +112,19 @@ static void scan_entries(DIR *d, const char *path, const char *name, const char 
 			if (stat(sub, &st) < 0)
 				continue;
 			if (S_ISREG(st.st_mode) && is_copies) {
-				verify_file(dirfd(d), de->d_name, parent, seen, c);
+				verify_file(dirfd(d), de->d_name, parent, seen, filter, c);
 				continue;
 			}
 			if (!S_ISDIR(st.st_mode))
 				continue;
 		}
-		scan_dir(sub, de->d_name, name, depth + 1, seen, c);
+		scan_dir(sub, de->d_name, name, depth + 1, seen, filter, c);
 	}
 }
 
 static void scan_dir(const char *path, const char *name, const char *parent, int depth,
-		     struct benchmsg_seen *seen, struct verify_counts *c)
+		     struct benchmsg_seen *seen, const struct verify_filter *filter,
+		     struct verify_counts *c)
 {
 	DIR *d;
 
@@ -119,27 +133,26 @@ static void scan_dir(const char *path, const char *name, const char *parent, int
 	d = opendir(path);
 	if (!d)
 		return;
-	scan_entries(d, path, name, parent, depth, seen, c);
+	scan_entries(d, path, name, parent, depth, seen, filter, c);
 	closedir(d);
 }
 
 /* Scan the whole tree afresh. */
-static int scan(const char *root, struct verify_counts *c)
+static int scan(const char *root, const struct verify_filter *filter, struct verify_counts *c)
 {
 	struct benchmsg_seen *seen = benchmsg_seen_new();
 
 	if (!seen)
 		return -1;
 	memset(c, 0, sizeof(*c));
-	scan_dir(root, "", "", 0, seen, c);
+	scan_dir(root, "", "", 0, seen, filter, c);
 	benchmsg_seen_free(seen);
 	return 0;
 }
 
 static bool verified(const struct verify_counts *c, long long expect)
 {
-	bool clean = c->duplicates == 0 && c->corrupt == 0 && c->foreign == 0 &&
-		     c->unreadable == 0;
+	bool clean = c->duplicates == 0 && c->corrupt == 0 && c->foreign == 0 && c->unreadable == 0;
 
 	return clean && (expect < 0 || c->unique == (uint64_t)expect);
 }
@@ -149,9 +162,10 @@ static void print_counts(const struct verify_counts *c, long long expect, bool o
 	if (json) {
 		printf("{\"files\": %" PRIu64 ", \"unique\": %" PRIu64 ", \"duplicates\": %" PRIu64
 		       ", \"corrupt\": %" PRIu64 ", \"foreign\": %" PRIu64
-		       ", \"unreadable\": %" PRIu64 ", \"expect\": %lld, \"ok\": %s}\n",
+		       ", \"unreadable\": %" PRIu64 ", \"other_runs\": %" PRIu64
+		       ", \"expect\": %lld, \"ok\": %s}\n",
 		       c->files, c->unique, c->duplicates, c->corrupt, c->foreign, c->unreadable,
-		       expect, ok ? "true" : "false");
+		       c->other_runs, expect, ok ? "true" : "false");
 		return;
 	}
 	printf("files       %" PRIu64 "\n"
@@ -159,8 +173,10 @@ static void print_counts(const struct verify_counts *c, long long expect, bool o
 	       "duplicates  %" PRIu64 "\n"
 	       "corrupt     %" PRIu64 "\n"
 	       "foreign     %" PRIu64 "\n"
-	       "unreadable  %" PRIu64 "\n",
-	       c->files, c->unique, c->duplicates, c->corrupt, c->foreign, c->unreadable);
+	       "unreadable  %" PRIu64 "\n"
+	       "other runs  %" PRIu64 "\n",
+	       c->files, c->unique, c->duplicates, c->corrupt, c->foreign, c->unreadable,
+	       c->other_runs);
 	if (expect >= 0)
 		printf("expected    %lld\n", expect);
 	printf("%s\n", ok ? "verified" : "NOT VERIFIED");
@@ -169,11 +185,16 @@ static void print_counts(const struct verify_counts *c, long long expect, bool o
 int bench_verify_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"maildir", required_argument, NULL, 'm'}, {"expect", required_argument, NULL, 'e'},
-		{"wait", required_argument, NULL, 'w'},	   {"json", no_argument, NULL, 'j'},
-		{"help", no_argument, NULL, 'h'},	   {NULL, 0, NULL, 0},
+	    {"maildir", required_argument, NULL, 'm'},
+	    {"expect", required_argument, NULL, 'e'},
+	    {"wait", required_argument, NULL, 'w'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"run", required_argument, NULL, 'r'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *root = NULL;
+	struct verify_filter filter = {0};
 	long long expect = -1;
 	double wait_s = 0;
 	bool json = false;
@@ -188,7 +209,8 @@ int bench_verify_main(int argc, char **argv)
 		case 'e':
 			expect = strtoll(optarg, &end, 10);
 			if (*end != '\0' || expect < 0) {
-				fprintf(stderr, "sluice-bench verify: --expect wants a count, not '%s'\n",
+				fprintf(stderr,
+					"sluice-bench verify: --expect wants a count, not '%s'\n",
 					optarg);
 				return 2;
 			}
@@ -196,13 +218,25 @@ int bench_verify_main(int argc, char **argv)
 		case 'w':
 			wait_s = strtod(optarg, &end);
 			if (*end != '\0' || wait_s < 0 || wait_s > 86400) {
-				fprintf(stderr, "sluice-bench verify: --wait wants seconds, not '%s'\n",
+				fprintf(stderr,
+					"sluice-bench verify: --wait wants seconds, not '%s'\n",
 					optarg);
 				return 2;
 			}
 			break;
 		case 'j':
 			json = true;
+			break;
+		case 'r':
+			filter.run = (uint32_t)strtoul(optarg, &end, 16);
+			if (strlen(optarg) != 8 || *end != '\0' || optarg[0] == '-' ||
+			    optarg[0] == '+') {
+				fprintf(stderr,
+					"sluice-bench verify: --run wants 8 hex digits, not '%s'\n",
+					optarg);
+				return 2;
+			}
+			filter.set = true;
 			break;
 		case 'h':
 			fputs(verify_usage, stdout);
@@ -227,7 +261,7 @@ int bench_verify_main(int argc, char **argv)
 	uint64_t deadline = bench_now_ns() + (uint64_t)(wait_s * 1e9);
 
 	for (;;) {
-		if (scan(root, &c) < 0) {
+		if (scan(root, &filter, &c) < 0) {
 			fputs("sluice-bench verify: out of memory\n", stderr);
 			return 1;
 		}

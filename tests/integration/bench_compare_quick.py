@@ -4,7 +4,10 @@ accept-1k-conn and relay-1k-conn, one round each.  It must exit 0, report
 both systems verified in accept-1k-conn, report relay honestly (sluice
 "cannot relay yet" until its --version lists the relay feature, then
 verified like Postfix), draw a PNG chart, and leave nothing behind: no work
-directory, no cgroup, no process it started.
+directory, no cgroup, no process it started.  Then, given far more work
+than fits in --time-limit 30, it must stop on its own within the limit,
+exit 1, say so in the report, and clean up just the same; and so after a
+SIGINT in the middle of the runs (exit 130).
 
 Needs root, Postfix and gnuplot (skips, 77, without them); sluiced and
 sluice-bench from the same build directory (argv[1] / $SLUICED and
@@ -13,9 +16,11 @@ $SLUICE_BENCH)."""
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 from sluice_harness import Skip, check, check_eq, fail, info, run_main, sluiced_path
 
@@ -97,19 +102,61 @@ def body():
 
         with open(os.path.join(out, "results.json")) as f:
             res = json.load(f)
-        meta = res["meta"]
-        check(not os.path.exists(meta["work_dir"]), "the work directory is removed",
-              meta["work_dir"], "gone")
-        started = meta.get("started", {})
-        for what in ("sluiced_pid", "postfix_master_pid"):
-            pid = started.get(what)
-            check(pid and not pid_alive(pid), "%s is gone after the run" % what, pid, "not running")
-        for g in started.get("cgroups", []):
-            check(not os.path.exists(g), "cgroup %s is removed" % g, g, "gone")
         info("ok report verified both systems; sluice relay: %s" % (
             "verified" if can_relay else "cannot relay yet"))
+        check_cleaned(res["meta"])
+
+        # The time limit: far more work than fits, yet it stops on its own,
+        # within the limit, says so, and still cleans up.
+        limit = 30  # the smallest it takes
+        shutil.rmtree(out, ignore_errors=True)
+        t0 = time.monotonic()
+        p = subprocess.run([COMPARE, "--quick", "--runs", "3", "--out", out, "--build", build,
+                            "--time-limit", str(limit)], capture_output=True, text=True,
+                           timeout=limit + 60)
+        took = time.monotonic() - t0
+        check_eq(p.returncode, 1, "exit status of a run cut short by --time-limit")
+        check(took <= limit + 5, "bench/compare --time-limit %d ends in time" % limit,
+              "%.1f s" % took, "<= %d s (+5 s for the interpreter)" % limit)
+        with open(os.path.join(out, "report.md")) as f:
+            check("**ABORTED: time limit" in f.read(), "the report says the time limit cut it")
+        with open(os.path.join(out, "results.json")) as f:
+            check_cleaned(json.load(f)["meta"])
+        info("ok --time-limit %d: ended after %.1f s, cleaned up" % (limit, took))
+
+        # SIGINT in the middle of the runs: exit 130, and clean up all the same.
+        shutil.rmtree(out, ignore_errors=True)
+        proc = subprocess.Popen([COMPARE, "--quick", "--runs", "3", "--out", out, "--build", build,
+                                 "--time-limit", "120"], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            for line in proc.stderr:
+                if "round 1/3" in line:
+                    break  # both systems are up and a run has finished
+            proc.send_signal(signal.SIGINT)
+            rest = proc.communicate(timeout=60)[1]
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        check_eq(proc.returncode, 130, "exit status after SIGINT (stderr tail: %s)" % rest[-500:])
+        with open(os.path.join(out, "results.json")) as f:
+            check_cleaned(json.load(f)["meta"])
+        info("ok SIGINT: exit 130, cleaned up")
     finally:
         shutil.rmtree(out, ignore_errors=True)
+
+
+def check_cleaned(meta):
+    """Nothing bench/compare started is left: work directory, processes, cgroups."""
+    check(not os.path.exists(meta["work_dir"]), "the work directory is removed",
+          meta["work_dir"], "gone")
+    started = meta.get("started", {})
+    for what in ("sluiced_pid", "postfix_master_pid"):
+        pid = started.get(what)
+        check(pid and not pid_alive(pid), "%s is gone after the run" % what, pid, "not running")
+    for g in started.get("cgroups", []):
+        check(not os.path.exists(g), "cgroup %s is removed" % g, g, "gone")
 
 
 if __name__ == "__main__":

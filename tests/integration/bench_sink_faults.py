@@ -14,6 +14,7 @@ the faults it is configured with.
   as configured (lower bounds: the sink holds, it cannot be faster).
 - Verification: a damaged body counts as corrupt, a resent message as a
   duplicate, a message without the header as foreign.
+- --run counts one run's copies and reports the others apart.
 - The stats file and the final --json agree, and the sink exits 0 on
   SIGTERM.
 """
@@ -202,12 +203,25 @@ def verification():
     info("ok verification")
 
 
+def run_filter():
+    # --run: only that run's copies count; another run's are other_runs.
+    sink = Sink("--run", "0000abcd").start()
+    send_json(sink.server, "--messages", 40, "--run", "0000abcd", "--connections", 4)
+    send_json(sink.server, "--messages", 30, "--rcpts", 2, "--run", "0000beef", "--connections", 3)
+    final = sink.stop()
+    check_eq((final["messages"], final["unique"], final["duplicates"], final["other_runs"],
+              final["foreign"]), (70, 40, 0, 60, 0),
+             "sink --run: (messages, unique, duplicates, other_runs, foreign)")
+    info("ok run filter")
+
+
 def usage():
     for args, what in ((["--fail", "rcpt:250:0.5"], "a 2xx fault"),
                        (["--fail", "helo:550:0.5"], "an unknown stage"),
                        (["--fail", "rcpt:550:1.5"], "a fraction over 1"),
                        (["--drop", "x"], "a bad fraction"),
-                       (["--listen", "localhost"], "no port")):
+                       (["--listen", "localhost"], "no port"),
+                       (["--run", "12345"], "a short run id")):
         rc, out, err = bench("sink", *args, "--duration", "1")
         check_eq(rc, 2, "sink usage error status for %s" % what)
         check("sluice-bench sink" in err, "usage error message for %s" % what, err, "a message")
@@ -221,6 +235,7 @@ def body():
     drops()
     delays()
     verification()
+    run_filter()
     usage()
 
 

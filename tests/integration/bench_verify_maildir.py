@@ -45,6 +45,7 @@ def body():
               "--size", "70%1k-4k,30%10k-100k")
     r2 = send(d, "--messages", "200", "--connections", "10", "--rcpts", "3", "--bdat",
               "--per-connection", "0")
+    check(r1["run"] != r2["run"], "two runs have two run ids", (r1["run"], r2["run"]), "different")
     for r in (r1, r2):
         check_eq(r["messages"]["accepted"], r["messages"]["attempted"], "every message accepted")
     accepted = r1["recipients_accepted"] + r2["recipients_accepted"]
@@ -54,6 +55,13 @@ def body():
     check_eq((rc, v["unique"], v["duplicates"], v["corrupt"], v["foreign"]), (0, 1800, 0, 0, 0),
              "verify: (status, unique, duplicates, corrupt, foreign) after delivery")
     info("ok 1800 copies verified")
+    # --run counts one run's copies; the other run's are reported apart.
+    rc, v = verify(d.mail, "--run", r1["run"], "--expect", "1200")
+    check_eq((rc, v["unique"], v["other_runs"]), (0, 1200, 600),
+             "verify --run (first run): (status, unique, other_runs)")
+    rc, v = verify(d.mail, "--run", r2["run"], "--expect", "1200")
+    check_eq((rc, v["unique"], v["other_runs"]), (1, 600, 1200),
+             "verify --run (second run) expecting too many: (status, unique, other_runs)")
 
     files = sorted(os.path.join(r, f) for r, _, fs in os.walk(d.mail) for f in fs
                    if os.path.basename(r) == "new")
