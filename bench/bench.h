@@ -26,6 +26,13 @@ int bench_verify_main(int argc, char **argv);
 /* Monotonic clock in nanoseconds. */
 uint64_t bench_now_ns(void);
 
+/* Parse a decimal count in [min, max] (digits only); -1 when malformed or
+ * out of range. */
+int bench_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+
+/* Parse a run id: exactly 8 hex digits; -1 otherwise. */
+int bench_parse_run(const char *s, uint32_t *out);
+
 /* Parse "1024", "10k", "1m", "64M" (binary multiples); -1 when malformed. */
 int bench_parse_size(const char *s, uint64_t *out);
 

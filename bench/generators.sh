@@ -100,16 +100,18 @@ median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[i
 
 # Generators: smtp-source (one process, one thread); sluice-bench with
 # one thread (pipelining on, then lockstep like smtp-source) and with a
-# thread per core (its default).
-gens=(src one lock all)
+# thread per core (its default; pipelined, then lockstep).
+gens=(src one lock all alllock)
 declare -A label=([src]="smtp-source" [one]="sluice-bench, 1 thread"
-	[lock]="sluice-bench, 1 thread, lockstep" [all]="sluice-bench, $(nproc) threads")
+	[lock]="sluice-bench, 1 thread, lockstep" [all]="sluice-bench, $(nproc) threads"
+	[alllock]="sluice-bench, $(nproc) threads, lockstep")
 gen() { # WHICH SINK_PORT N PERSISTENT
 	case $1 in
 	src) gen_source "$2" "$3" "$4" ;;
 	one) gen_bench "$2" "$3" "$4" --threads 1 ;;
 	lock) gen_bench "$2" "$3" "$4" --threads 1 --pipelining off ;;
 	all) gen_bench "$2" "$3" "$4" ;;
+	alllock) gen_bench "$2" "$3" "$4" --pipelining off ;;
 	esac
 }
 
@@ -123,8 +125,8 @@ for sink in smtp-sink sluice-bench-sink; do
 		for r in $(seq "$runs"); do
 			# Rotate which generator goes first.
 			line="run $r  $sink  $mode:"
-			for k in $(seq 0 3); do
-				g=${gens[$(((k + r) % 4))]}
+			for k in $(seq 0 4); do
+				g=${gens[$(((k + r) % 5))]}
 				read -r v c < <(gen "$g" "$port" "$n" $persist)
 				res[$sink,$persist,$g]+="$v "
 				cpu[$sink,$persist,$g]+="$c "
@@ -138,16 +140,16 @@ floor=$("$build/bench/conn_floor" 50000 100 "$(free_port)")
 echo "$floor" >&2
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf a ? "%.2fx" : "n/a", b / a}'; }
-printf '\n| sink | connections | %s | %s | %s | %s |\n' "${label[src]}" "${label[one]}" \
-	"${label[lock]}" "${label[all]}"
-printf '| --- | --- | --- | --- | --- | --- |\n'
+printf '\n| sink | connections | %s | %s | %s | %s | %s |\n' "${label[src]}" "${label[one]}" \
+	"${label[lock]}" "${label[all]}" "${label[alllock]}"
+printf '| --- | --- | --- | --- | --- | --- | --- |\n'
 for sink in smtp-sink sluice-bench-sink; do
 	for persist in 0 1; do
 		mode="one per message"
 		[ $persist = 1 ] && mode="persistent"
 		a=$(echo "${res[$sink,$persist,src]}" | median)
 		row="| $sink | $mode | $a, $(echo "${cpu[$sink,$persist,src]}" | median) us"
-		for g in one lock all; do
+		for g in one lock all alllock; do
 			b=$(echo "${res[$sink,$persist,$g]}" | median)
 			row+=" | $b ($(ratio "$a" "$b")), $(echo "${cpu[$sink,$persist,$g]}" | median) us"
 		done

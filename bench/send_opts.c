@@ -40,22 +40,6 @@ static const char send_usage[] =
 
 /* ---- options ------------------------------------------------------------ */
 
-/* Parse a decimal integer in [min, max]; -1 when malformed or out of range. */
-static int send_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
-{
-	char *end;
-	unsigned long long v;
-
-	if (*s < '0' || *s > '9')
-		return -1;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || *end != '\0' || v < min || v > max)
-		return -1;
-	*out = v;
-	return 0;
-}
-
 /* Parse a positive, finite number of seconds (or messages per second). */
 static int send_parse_positive(const char *s, double *out)
 {
@@ -170,7 +154,7 @@ static int send_opt_set(struct send_opts *o, int opt, const char *arg, bool *run
 		o->server = arg;
 		return 0;
 	case OPT_MESSAGES:
-		if (send_parse_uint(arg, 0, UINT64_MAX / 2, &o->messages) < 0)
+		if (bench_parse_u64(arg, 0, UINT64_MAX / 2, &o->messages) < 0)
 			return send_usage_error("--messages: '%s' is not a count", arg);
 		return 0;
 	case OPT_DURATION:
@@ -178,19 +162,19 @@ static int send_opt_set(struct send_opts *o, int opt, const char *arg, bool *run
 			return send_usage_error("--duration: '%s' is not a positive number", arg);
 		return 0;
 	case OPT_CONNECTIONS:
-		if (send_parse_uint(arg, 1, SEND_CONNECTIONS_MAX, &v) < 0)
+		if (bench_parse_u64(arg, 1, SEND_CONNECTIONS_MAX, &v) < 0)
 			return send_usage_error("--connections: '%s' is not in 1..%u", arg,
 						SEND_CONNECTIONS_MAX);
 		o->connections = (unsigned)v;
 		return 0;
 	case OPT_THREADS:
-		if (send_parse_uint(arg, 1, SEND_THREADS_MAX, &v) < 0)
+		if (bench_parse_u64(arg, 1, SEND_THREADS_MAX, &v) < 0)
 			return send_usage_error("--threads: '%s' is not in 1..%u", arg,
 						SEND_THREADS_MAX);
 		o->threads = (unsigned)v;
 		return 0;
 	case OPT_PER_CONNECTION:
-		if (send_parse_uint(arg, 0, UINT32_MAX, &v) < 0)
+		if (bench_parse_u64(arg, 0, UINT32_MAX, &v) < 0)
 			return send_usage_error("--per-connection: '%s' is not a count", arg);
 		o->per_connection = (unsigned)v;
 		return 0;
@@ -200,7 +184,7 @@ static int send_opt_set(struct send_opts *o, int opt, const char *arg, bool *run
 		o->pipelining = strcmp(arg, "on") == 0;
 		return 0;
 	case OPT_RCPTS:
-		if (send_parse_uint(arg, 1, SEND_RCPTS_MAX, &v) < 0)
+		if (bench_parse_u64(arg, 1, SEND_RCPTS_MAX, &v) < 0)
 			return send_usage_error("--rcpts: '%s' is not in 1..%u", arg,
 						SEND_RCPTS_MAX);
 		o->rcpts = (unsigned)v;
@@ -223,15 +207,11 @@ static int send_opt_set(struct send_opts *o, int opt, const char *arg, bool *run
 	case OPT_EHLO:
 		o->ehlo = arg;
 		return 0;
-	case OPT_RUN: {
-		char *end;
-
-		o->run_id = (uint32_t)strtoul(arg, &end, 16);
-		if (strlen(arg) != 8 || *end != '\0' || arg[0] == '-' || arg[0] == '+')
+	case OPT_RUN:
+		if (bench_parse_run(arg, &o->run_id) < 0)
 			return send_usage_error("--run: '%s' is not 8 hex digits", arg);
 		*run_given = true;
 		return 0;
-	}
 	case OPT_TIMEOUT:
 		if (send_parse_positive(arg, &o->timeout_s) < 0)
 			return send_usage_error("--timeout: '%s' is not a positive number", arg);

@@ -297,21 +297,6 @@ static int sink_usage_error(const char *fmt, const char *arg)
 	return 2;
 }
 
-static bool parse_u64(const char *s, uint64_t max, uint64_t *out)
-{
-	char *end;
-	unsigned long long v;
-
-	if (*s < '0' || *s > '9')
-		return false;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || *end != '\0' || v > max)
-		return false;
-	*out = v;
-	return true;
-}
-
 /* A fraction in [0, 1]: "0.05". */
 static bool parse_fraction(const char *s, double *out)
 {
@@ -328,7 +313,7 @@ static bool parse_ms(const char *s, uint64_t *ns)
 {
 	uint64_t ms;
 
-	if (!parse_u64(s, SINK_DELAY_MAX_MS, &ms))
+	if (bench_parse_u64(s, 0, SINK_DELAY_MAX_MS, &ms) < 0)
 		return false;
 	*ns = ms * NS_PER_MS;
 	return true;
@@ -364,8 +349,9 @@ static bool parse_fail(const char *s, struct sink_opts *o)
 	f = &o->faults[o->nfaults];
 	memcpy(code_text, c1 + 1, (size_t)(c2 - c1 - 1));
 	code_text[c2 - c1 - 1] = '\0';
-	if (!parse_stage(s, (size_t)(c1 - s), &f->stage) || !parse_u64(code_text, 599, &code) ||
-	    code < 400 || !parse_fraction(c2 + 1, &f->share))
+	if (!parse_stage(s, (size_t)(c1 - s), &f->stage) ||
+	    bench_parse_u64(code_text, 0, 599, &code) < 0 || code < 400 ||
+	    !parse_fraction(c2 + 1, &f->share))
 		return false;
 	f->code = (int)code;
 	snprintf(f->text, sizeof(f->text), "%d.3.0 sink: injected fault", f->code / 100);
@@ -406,7 +392,7 @@ static int sink_opt_apply(struct sink_opts *o, int opt, const char *arg)
 		o->listen_text = arg;
 		return -1;
 	case 't':
-		if (!parse_u64(arg, SINK_THREADS_MAX, &v) || v == 0)
+		if (bench_parse_u64(arg, 0, SINK_THREADS_MAX, &v) < 0 || v == 0)
 			return sink_usage_error("--threads wants 1..1024, not '%s'", arg);
 		o->threads = (unsigned)v;
 		return -1;
@@ -451,12 +437,11 @@ static int sink_opt_apply(struct sink_opts *o, int opt, const char *arg)
 			return sink_usage_error("--tarpit wants milliseconds, not '%s'", arg);
 		return -1;
 	case 'S':
-		if (!parse_u64(arg, UINT64_MAX, &o->seed))
+		if (bench_parse_u64(arg, 0, UINT64_MAX, &o->seed) < 0)
 			return sink_usage_error("--seed wants a number, not '%s'", arg);
 		return -1;
 	case 'R':
-		o->run = (uint32_t)strtoul(arg, &end, 16);
-		if (strlen(arg) != 8 || *end != '\0' || arg[0] == '-' || arg[0] == '+')
+		if (bench_parse_run(arg, &o->run) < 0)
 			return sink_usage_error("--run wants 8 hex digits, not '%s'", arg);
 		o->run_set = true;
 		return -1;

@@ -228,9 +228,7 @@ int bench_verify_main(int argc, char **argv)
 			json = true;
 			break;
 		case 'r':
-			filter.run = (uint32_t)strtoul(optarg, &end, 16);
-			if (strlen(optarg) != 8 || *end != '\0' || optarg[0] == '-' ||
-			    optarg[0] == '+') {
+			if (bench_parse_run(optarg, &filter.run) < 0) {
 				fprintf(stderr,
 					"sluice-bench verify: --run wants 8 hex digits, not '%s'\n",
 					optarg);

@@ -272,6 +272,37 @@ static void test_parse_size(void **state)
 	assert_int_equal(bench_parse_size("99999999999999999999g", &v), -1);
 }
 
+static void test_parse_u64_and_run(void **state)
+{
+	uint64_t v;
+	uint32_t run;
+
+	(void)state;
+	assert_int_equal(bench_parse_u64("0", 0, 10, &v), 0);
+	assert_int_equal(v, 0);
+	assert_int_equal(bench_parse_u64("10", 0, 10, &v), 0);
+	assert_int_equal(v, 10);
+	assert_int_equal(bench_parse_u64("11", 0, 10, &v), -1);
+	assert_int_equal(bench_parse_u64("0", 1, 10, &v), -1);
+	assert_int_equal(bench_parse_u64("18446744073709551615", 0, UINT64_MAX, &v), 0);
+	assert_int_equal(v, UINT64_MAX);
+	assert_int_equal(bench_parse_u64("18446744073709551616", 0, UINT64_MAX, &v), -1);
+	assert_int_equal(bench_parse_u64("-1", 0, 10, &v), -1);
+	assert_int_equal(bench_parse_u64(" 1", 0, 10, &v), -1);
+	assert_int_equal(bench_parse_u64("1x", 0, 10, &v), -1);
+	assert_int_equal(bench_parse_u64("", 0, 10, &v), -1);
+
+	assert_int_equal(bench_parse_run("0badCAFE", &run), 0);
+	assert_int_equal(run, 0x0badcafe);
+	assert_int_equal(bench_parse_run("00000000", &run), 0);
+	assert_int_equal(run, 0);
+	assert_int_equal(bench_parse_run("0x123456", &run), -1); /* no prefix */
+	assert_int_equal(bench_parse_run("1234567", &run), -1);
+	assert_int_equal(bench_parse_run("123456789", &run), -1);
+	assert_int_equal(bench_parse_run("-1234567", &run), -1);
+	assert_int_equal(bench_parse_run("1234567g", &run), -1);
+}
+
 static void test_parse_hostport(void **state)
 {
 	struct sockaddr_storage ss;
@@ -304,6 +335,7 @@ int main(void)
 		cmocka_unit_test(test_seen),
 		cmocka_unit_test(test_seen_threads),
 		cmocka_unit_test(test_parse_size),
+		cmocka_unit_test(test_parse_u64_and_run),
 		cmocka_unit_test(test_parse_hostport),
 	};
 
