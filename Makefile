@@ -14,7 +14,8 @@ FUZZ_SECONDS ?= 30
 # Debian packages the build and the tests need.
 DEBS = meson ninja-build pkg-config gcc clang libclang-rt-14-dev \
        libjemalloc-dev liburcu-dev libconfig-dev libcmocka-dev \
-       python3 swaks postfix iproute2 gnuplot-nox
+       libc-ares-dev python3 swaks postfix iproute2 gnuplot-nox \
+       unbound dovecot-lmtpd dovecot-imapd
 
 .PHONY: all run test deps build asan fuzz clean compare
 

@@ -572,8 +572,8 @@ static const char *route_err_key(const char *msg)
 
 static int route_group_add(struct config_ctx *c, const config_setting_t *g)
 {
-	const config_setting_t *dom_s, *act_s, *md_s, *via_s, *users_s;
-	const char *domain, *maildir, *via;
+	const config_setting_t *dom_s, *act_s, *md_s, *via_s, *users_s, *lmtp_s;
+	const char *domain, *maildir, *via, *lmtp;
 	int action;
 	const struct schema_row *urow;
 
@@ -586,15 +586,25 @@ static int route_group_add(struct config_ctx *c, const config_setting_t *g)
 	    group_string(c, g, "routes.domain", true, &domain, &dom_s) ||
 	    group_enum(c, g, "routes.action", true, &action, &act_s) ||
 	    group_string(c, g, "routes.maildir", false, &maildir, &md_s) ||
-	    group_string(c, g, "routes.via", false, &via, &via_s))
+	    group_string(c, g, "routes.via", false, &via, &via_s) ||
+	    group_string(c, g, "routes.lmtp", false, &lmtp, &lmtp_s))
 		return -EINVAL;
 	users_s = group_get_member(g, "routes.users", &urow);
 
 	struct route_spec spec = {.src_line = (int)config_setting_source_line(dom_s)};
 	spec.action = route_action_parse(config_setting_get_string(act_s));
 	bool local = spec.action == ROUTE_LOCAL, via_action = spec.action == ROUTE_RELAY_VIA;
-	if (local && !maildir) {
-		ctx_err(c, g, "routes.maildir: required when action is \"local\"");
+	if (local && !maildir && !lmtp) {
+		ctx_err(c, g, "routes.maildir: required when action is \"local\" (or routes.lmtp)");
+		return -EINVAL;
+	}
+	if (maildir && lmtp) {
+		ctx_err(c, lmtp_s, "routes.lmtp: give routes.maildir or routes.lmtp, not both");
+		return -EINVAL;
+	}
+	if (!local && lmtp) {
+		ctx_err(c, lmtp_s, "routes.lmtp: only for action \"local\", not \"%s\"",
+			route_action_str(spec.action));
 		return -EINVAL;
 	}
 	if (!local && maildir) {
@@ -625,6 +635,14 @@ static int route_group_add(struct config_ctx *c, const config_setting_t *g)
 			return -EINVAL;
 		}
 		spec.relay_host = host;
+	}
+	if (lmtp) {
+		if (route_via_parse(lmtp, host, sizeof(host), &spec.relay_port, msg, sizeof(msg))) {
+			ctx_err(c, lmtp_s, "routes.lmtp: %s", msg);
+			return -EINVAL;
+		}
+		spec.relay_host = host;
+		spec.lmtp = true;
 	}
 
 	const char **users = NULL;

@@ -56,6 +56,26 @@ struct config {
 	struct route_table *routes;    /* built from routes + routes_file; owned until taken */
 	uint64_t max_body_memory;      /* bytes all sessions may buffer for bodies; past it
 				        * sessions in a transaction pause (0 = no limit) */
+	uint64_t spool_max_size;       /* bytes the spool may hold; past it 452 4.3.1 (0 = none) */
+
+	/* Remote delivery (relay) and the queue's schedule. */
+	char *dns_servers;	       /* "127.0.0.1:5353,..."; NULL = /etc/resolv.conf */
+	unsigned dns_timeout_ms;       /* per DNS try */
+	bool dns_ipv6;		       /* also AAAA, connect over IPv6 */
+	unsigned relay_port;	       /* TCP port of MX hosts (25) */
+	unsigned relay_max_connections;	 /* outbound SMTP/LMTP connections in total */
+	unsigned relay_dest_connections; /* per destination (domain or smart host) */
+	unsigned relay_msgs_per_connection; /* then a new connection */
+	unsigned relay_idle_timeout;   /* seconds a connection waits for more mail (cache) */
+	unsigned relay_connect_timeout; /* seconds for TCP connect */
+	unsigned relay_timeout_command; /* seconds: greeting, EHLO, MAIL, RCPT, RSET (300) */
+	unsigned relay_timeout_data_init; /* seconds: reply to DATA (120) */
+	unsigned relay_timeout_data_block; /* seconds: each block of the body written (180) */
+	unsigned relay_timeout_data_end; /* seconds: reply after the final dot (600) */
+	unsigned queue_retry_min;      /* seconds before the first retry */
+	unsigned queue_retry_max;      /* longest wait between tries */
+	unsigned delay_warning;	       /* seconds after arrival: one delay notice (0 = none) */
+	unsigned max_lifetime;	       /* seconds after arrival: give up, failure notice */
 };
 
 /* One row of the schema, for documentation and its test. */

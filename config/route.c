@@ -415,7 +415,7 @@ int route_via_parse(const char *text, char *host, size_t hostlen, uint16_t *port
 			return -EINVAL;
 		}
 	}
-	unsigned long p = 25;
+	unsigned long p = 0; /* none given: route_table_add picks 25, or 24 for LMTP */
 	if (portp) {
 		char *end;
 		if (*portp < '0' || *portp > '9' || strlen(portp) > 5) {
@@ -485,6 +485,19 @@ static int route_spec_check(const struct route_spec *spec, char *err, size_t err
 {
 	switch (spec->action) {
 	case ROUTE_LOCAL:
+		if (spec->lmtp) {
+			if (!spec->relay_host || !spec->relay_host[0] || spec->maildir_root) {
+				err_set(err, errlen,
+					"an LMTP local route needs a host and no maildir root");
+				return -EINVAL;
+			}
+			if (strlen(spec->relay_host) >= ROUTE_HOST_MAX) {
+				err_set(err, errlen, "LMTP host longer than %d octets",
+					ROUTE_HOST_MAX - 1);
+				return -EINVAL;
+			}
+			break;
+		}
 		if (!spec->maildir_root || !spec->maildir_root[0]) {
 			err_set(err, errlen, "a local route needs a maildir root");
 			return -EINVAL;
@@ -513,7 +526,11 @@ static int route_spec_check(const struct route_spec *spec, char *err, size_t err
 			route_action_str(spec->action));
 		return -EINVAL;
 	}
-	if (spec->action != ROUTE_RELAY_VIA && spec->relay_host) {
+	if (spec->action != ROUTE_LOCAL && spec->lmtp) {
+		err_set(err, errlen, "lmtp given for a %s route", route_action_str(spec->action));
+		return -EINVAL;
+	}
+	if (spec->action != ROUTE_RELAY_VIA && !spec->lmtp && spec->relay_host) {
 		err_set(err, errlen, "relay host given for a %s route",
 			route_action_str(spec->action));
 		return -EINVAL;
@@ -540,8 +557,9 @@ int route_table_add(struct route_table *t, const char *domain, const struct rout
 	if (e)
 		return e;
 
-	size_t mlen = spec->action == ROUTE_LOCAL ? strlen(spec->maildir_root) + 1 : 0;
-	size_t hlen = spec->action == ROUTE_RELAY_VIA ? strlen(spec->relay_host) + 1 : 0;
+	size_t mlen =
+	    spec->action == ROUTE_LOCAL && !spec->lmtp ? strlen(spec->maildir_root) + 1 : 0;
+	size_t hlen = spec->relay_host ? strlen(spec->relay_host) + 1 : 0;
 	struct route_node *n = calloc(1, sizeof(*n) + (size_t)klen + 1 + mlen + hlen);
 	if (!n) {
 		err_set(err, errlen, "out of memory");
@@ -555,10 +573,13 @@ int route_table_add(struct route_table *t, const char *domain, const struct rout
 	n->r.pattern = n->key;
 	n->r.src_line = spec->src_line;
 	n->src_name = t->cur_source;
-	if (mlen) {
-		memcpy(p, spec->maildir_root, mlen);
-		n->r.maildir_root = p;
-		p += mlen;
+	if (spec->action == ROUTE_LOCAL) {
+		if (mlen) {
+			memcpy(p, spec->maildir_root, mlen);
+			n->r.maildir_root = p;
+			p += mlen;
+		}
+		n->r.lmtp = spec->lmtp;
 		n->r.catch_all = spec->nusers == 0;
 		if (spec->nusers) {
 			e = route_node_set_users(n, spec, err, errlen);
@@ -582,7 +603,7 @@ int route_table_add(struct route_table *t, const char *domain, const struct rout
 		}
 		memcpy(p, h, hlen);
 		n->r.relay_host = p;
-		n->r.relay_port = spec->relay_port ? spec->relay_port : 25;
+		n->r.relay_port = spec->relay_port ? spec->relay_port : spec->lmtp ? 24 : 25;
 	}
 
 	if (t->n == t->cap) {
@@ -759,7 +780,8 @@ static int route_line_add(struct route_table *t, const char *line, size_t linele
 	}
 	if (n < want_min) {
 		err_set(msg, msglen, "%s: missing %s", f[1],
-			spec.action == ROUTE_LOCAL ? "maildir root" : "HOST[:PORT]");
+			spec.action == ROUTE_LOCAL ? "maildir root or lmtp:HOST[:PORT]"
+						   : "HOST[:PORT]");
 		return -EINVAL;
 	}
 	if (n > want_max) {
@@ -772,7 +794,18 @@ static int route_line_add(struct route_table *t, const char *line, size_t linele
 		return -EINVAL;
 	}
 	if (spec.action == ROUTE_LOCAL) {
-		spec.maildir_root = f[2];
+		if (strncmp(f[2], "lmtp:", 5) == 0) {
+			char e[256];
+			if (route_via_parse(f[2] + 5, host, sizeof(host), &spec.relay_port, e,
+					    sizeof(e))) {
+				err_set(msg, msglen, "local lmtp: %s", e);
+				return -EINVAL;
+			}
+			spec.lmtp = true;
+			spec.relay_host = host;
+		} else {
+			spec.maildir_root = f[2];
+		}
 		if (n == 4) {
 			/* "alice,bob": split in place; an empty name is an error later */
 			char *u = f[3];

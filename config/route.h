@@ -35,8 +35,9 @@
 
 enum route_action {
 	ROUTE_NONE = 0,	 /* no entry matches: not a domain we accept */
-	ROUTE_LOCAL,	 /* deliver to Maildir under maildir_root/<domain>/<user>/ */
-	ROUTE_RELAY,	 /* remote: MX lookup (delivered by the relay issue; queued now) */
+	ROUTE_LOCAL,	 /* deliver to Maildir under maildir_root/<domain>/<user>/,
+			  * or (lmtp) over LMTP to relay_host:relay_port */
+	ROUTE_RELAY,	 /* remote: MX lookup, then SMTP */
 	ROUTE_RELAY_VIA, /* remote through a smart host relay_host:relay_port */
 	ROUTE_REJECT,	 /* refuse recipients in this domain (550 5.7.1) */
 };
@@ -50,8 +51,11 @@ struct route {
 	const char *pattern;	 /* as configured, lowercased: "example.com" or ".example.net" */
 	const char *maildir_root;/* ROUTE_LOCAL: root directory */
 	bool catch_all;		 /* ROUTE_LOCAL: every local part is a mailbox */
-	const char *relay_host;	 /* ROUTE_RELAY_VIA: host name or address literal without [] */
-	uint16_t relay_port;	 /* ROUTE_RELAY_VIA: port (default 25) */
+	const char *relay_host;	 /* ROUTE_RELAY_VIA, or LOCAL with lmtp: host name or
+				  * address literal without [] */
+	uint16_t relay_port;	 /* ROUTE_RELAY_VIA: port (default 25); lmtp: (24) */
+	bool lmtp;		 /* ROUTE_LOCAL: into a mail store over LMTP (RFC 2033),
+				  * maildir_root is NULL */
 	int src_line;		 /* config or routes-file line it came from, for messages */
 };
 
@@ -61,8 +65,9 @@ struct route_spec {
 	const char *maildir_root;  /* ROUTE_LOCAL */
 	const char *const *users;  /* ROUTE_LOCAL: known local parts; NULL/0 = catch-all */
 	unsigned nusers;
-	const char *relay_host;	   /* ROUTE_RELAY_VIA */
+	const char *relay_host;	   /* ROUTE_RELAY_VIA, or ROUTE_LOCAL with lmtp */
 	uint16_t relay_port;
+	bool lmtp;		   /* ROUTE_LOCAL: LMTP to relay_host instead of Maildir */
 	int src_line;
 };
 
@@ -82,6 +87,7 @@ int route_table_add(struct route_table *t, const char *domain, const struct rout
 /*
  * Load a routes file: one entry per line, '#' comments, blank lines ignored:
  *	domain local MAILDIR_ROOT [user,user,...]
+ *	domain local lmtp:HOST[:PORT] [user,user,...]   (LMTP, port 24 by default)
  *	domain relay
  *	domain relay-via HOST[:PORT]   (HOST may be [address-literal])
  *	domain reject

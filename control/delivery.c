@@ -20,6 +20,8 @@
 #include "common/log.h"
 #include "config/route.h"
 #include "control/maildir.h"
+#include "control/relay.h"
+#include "control/trace.h"
 
 /* Messages handled per batch: one syncfs and one journal sync each. */
 #define DELIVERY_BATCH 256
@@ -36,6 +38,7 @@ struct delivery_msg {
 	struct spool_ref ref;	   /* where the record lives */
 	uint32_t nrcpts;	   /* recipients in the record */
 	bool *pending;		   /* nrcpts flags of recipients to try; NULL = all */
+	bool *noticed;		   /* recovered: delay notice already sent; NULL = none */
 	unsigned tries;		   /* attempts that ended in a temporary error */
 	int64_t retry_at;	   /* deferred: CLOCK_MONOTONIC ms of the next try */
 };
@@ -43,6 +46,8 @@ struct delivery_msg {
 struct delivery {
 	struct spool *sp;
 	char *hostname; /* "by HOSTNAME" in Received:, host part of file names */
+	delivery_remote_fn *remote; /* remote agent, or NULL */
+	void *remote_arg;
 
 	/* Input: any thread enqueues; only the delivery thread splices. */
 	struct __cds_wfcq_head inq_head;
@@ -77,8 +82,20 @@ struct delivery_ctx {
 	char qid[SPOOL_QID_LEN + 1];
 	bool *defer; /* nrcpts flags: retry these later */
 	unsigned ndefer;
+	struct delivery_remote *remote; /* nrcpts: where each remote recipient goes */
 	bool read_ok;	/* record read; env/body valid */
 	bool defer_all; /* temporary failure before any recipient */
+};
+
+/* Where one recipient goes when it is not a Maildir copy (kind FAIL: the
+ * remote agent fails it with a notice).  Strings are borrowed from the
+ * route table or the envelope: used while the thread is online. */
+struct delivery_remote {
+	bool set;
+	enum relay_kind kind;
+	const char *name;
+	uint16_t port;
+	const char *status, *text;
 };
 
 /* One Maildir copy to write in a batch. */
@@ -111,6 +128,7 @@ static void delivery_msg_free(struct delivery_msg *m)
 	if (m == NULL)
 		return;
 	free(m->pending);
+	free(m->noticed);
 	free(m);
 }
 
@@ -140,6 +158,12 @@ struct delivery *delivery_new(struct spool *sp, const char *hostname)
 	atomic_init(&d->failed, 0);
 	atomic_init(&d->held, 0);
 	return d;
+}
+
+void delivery_set_remote(struct delivery *d, delivery_remote_fn *fn, void *arg)
+{
+	d->remote = fn;
+	d->remote_arg = arg;
 }
 
 int delivery_start(struct delivery *d)
@@ -195,7 +219,7 @@ void delivery_submit(void *arg, const struct spool_ref *ref, uint32_t nrcpts)
 }
 
 int delivery_submit_recovered(struct delivery *d, const struct spool_ref *ref, const bool *pending,
-			      uint32_t nrcpts)
+			      const bool *noticed, uint32_t nrcpts)
 {
 	struct delivery_msg *m = calloc(1, sizeof(*m));
 	if (m == NULL)
@@ -209,6 +233,17 @@ int delivery_submit_recovered(struct delivery *d, const struct spool_ref *ref, c
 			return -ENOMEM;
 		}
 		memcpy(m->pending, pending, nrcpts * sizeof(*m->pending));
+	}
+	bool any_noticed = false;
+	for (uint32_t i = 0; noticed && i < nrcpts; i++)
+		any_noticed = any_noticed || noticed[i];
+	if (any_noticed) {
+		m->noticed = malloc(nrcpts * sizeof(*m->noticed));
+		if (m->noticed == NULL) {
+			delivery_msg_free(m);
+			return -ENOMEM;
+		}
+		memcpy(m->noticed, noticed, nrcpts * sizeof(*m->noticed));
 	}
 	delivery_enqueue(d, m);
 	return 0;
@@ -293,22 +328,6 @@ static void delivery_defer(struct delivery *d, struct delivery_msg *m, const cha
 
 /* ---- building one batch ---- */
 
-/* Format an RFC 5322 date-time (UTC) without the locale. */
-static void delivery_format_date(int64_t t, char *out, size_t outlen)
-{
-	static const char *const days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-	static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-					     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-	time_t tt = (time_t)t;
-	struct tm tm;
-	if (gmtime_r(&tt, &tm) == NULL) {
-		tt = 0;
-		gmtime_r(&tt, &tm);
-	}
-	snprintf(out, outlen, "%s, %d %s %04d %02d:%02d:%02d +0000", days[tm.tm_wday], tm.tm_mday,
-		 months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
-}
-
 /* Maildir stores Unix line ends.  The engine refuses bare CR and LF (and
  * lenient mode turned them into CRLF), so dropping the CR of each CRLF is
  * an exact conversion. */
@@ -355,6 +374,92 @@ static void delivery_fail_rcpt(struct delivery *d, struct delivery_ctx *c, uint3
 	delivery_count(&d->failed);
 }
 
+/* Recipient i goes to the remote agent (kind FAIL: to be failed there,
+ * with a notice).  Without an agent a failure is journalled here and a
+ * remote recipient stays pending. */
+static void delivery_route_remote(struct delivery *d, struct delivery_ctx *c, uint32_t i,
+				  enum relay_kind kind, const char *name, uint16_t port,
+				  const char *status, const char *text)
+{
+	if (d->remote == NULL) {
+		if (kind == RELAY_KIND_FAIL) {
+			delivery_fail_rcpt(d, c, i, text);
+			return;
+		}
+		log_info("%s held to=%s status=\"held: no remote delivery agent\"", c->qid,
+			 c->env.rcpts[i].addr);
+		delivery_count(&d->held);
+		return;
+	}
+	struct delivery_remote *x = &c->remote[i];
+	x->set = true;
+	x->kind = kind;
+	x->name = name;
+	x->port = port;
+	x->status = status;
+	x->text = text;
+}
+
+static bool delivery_remote_same(const struct delivery_remote *a, const struct delivery_remote *b)
+{
+	if (!b->set || a->kind != b->kind || a->port != b->port)
+		return false;
+	if (a->kind == RELAY_KIND_FAIL)
+		return strcmp(a->status, b->status) == 0 && strcmp(a->text, b->text) == 0;
+	return strcasecmp(a->name, b->name) == 0;
+}
+
+/* Hand c's remote recipients over, one submission per destination. */
+static void delivery_remote_submit(struct delivery *d, struct delivery_ctx *c)
+{
+	uint32_t n = c->msg->nrcpts;
+	uint32_t *idx = malloc((n ? n : 1) * sizeof(*idx));
+	bool *noticed = malloc((n ? n : 1) * sizeof(*noticed));
+	for (uint32_t i = 0; i < n; i++) {
+		struct delivery_remote *x = &c->remote[i];
+		if (!x->set)
+			continue;
+		struct relay_submission sub = {
+		    .ref = c->msg->ref,
+		    .arrival = c->env.arrival,
+		    .kind = x->kind,
+		    .name = x->name,
+		    .port = x->port,
+		    .rcpts = idx,
+		    .noticed = noticed,
+		    .fail_status = x->status,
+		    .fail_text = x->text,
+		};
+		uint32_t k = 0;
+		for (uint32_t j = i; idx && noticed && j < n; j++) {
+			if (j != i && !delivery_remote_same(x, &c->remote[j]))
+				continue;
+			idx[k] = j;
+			noticed[k] = c->msg->noticed != NULL && c->msg->noticed[j];
+			k++;
+			if (j != i)
+				c->remote[j].set = false;
+		}
+		sub.nrcpts = k;
+		int rc = k ? d->remote(d->remote_arg, &sub) : -ENOMEM;
+		if (rc < 0)
+			log_err("%s delivery: remote agent refused %u rcpts: %s; they stay queued "
+				"until restart",
+				c->qid, k ? k : 1, strerror(-rc));
+		else if (x->kind != RELAY_KIND_FAIL)
+			for (uint32_t j = 0; j < k; j++) {
+				log_info("%s queued to=%s relay=%s%s%s", c->qid,
+					 c->env.rcpts[idx[j]].addr,
+					 x->kind == RELAY_KIND_LMTP ? "lmtp:" : "", x->name,
+					 x->kind == RELAY_KIND_MX ? " (mx)" : "");
+				delivery_count(&d->held);
+			}
+		x->set = false;
+	}
+	free(idx);
+	free(noticed);
+}
+
 /* Read the record of c->msg.  Returns 0, or <0 when the message is done
  * with (dropped) or deferred as a whole (c->defer_all). */
 static int delivery_ctx_load(struct delivery *d, struct delivery_ctx *c)
@@ -393,7 +498,8 @@ static int delivery_ctx_load(struct delivery *d, struct delivery_ctx *c)
 	for (size_t k = 0; c->lf_body != NULL && k < c->lf_len; k++)
 		c->body_hash = (c->body_hash ^ (unsigned char)c->lf_body[k]) * 0x100000001b3ULL;
 	c->defer = calloc(m->nrcpts ? m->nrcpts : 1, sizeof(*c->defer));
-	if (c->lf_body == NULL || c->defer == NULL) {
+	c->remote = calloc(m->nrcpts ? m->nrcpts : 1, sizeof(*c->remote));
+	if (c->lf_body == NULL || c->defer == NULL || c->remote == NULL) {
 		log_err("%s delivery: out of memory", c->qid);
 		c->defer_all = true;
 		return -ENOMEM;
@@ -406,7 +512,6 @@ static int delivery_copy_init(struct delivery *d, struct delivery_ctx *c, uint32
 			      const struct route *r, struct delivery_copy *cp)
 {
 	const char *addr = c->env.rcpts[i].addr;
-	char date[64];
 	memset(cp, 0, sizeof(*cp));
 	cp->ctx = c;
 	cp->rcpt = i;
@@ -418,20 +523,9 @@ static int delivery_copy_init(struct delivery *d, struct delivery_ctx *c, uint32
 	*at = '\0';
 	cp->user = cp->addr;
 	cp->domain = at + 1;
-	delivery_format_date(c->env.arrival, date, sizeof(date));
-	/* RFC 5321 4.4 trace header: "from" Extended-Domain with the client as
-	 * an address literal in TCP-info, "for" a Path.  Every field is CR/LF
-	 * free (envelope.h). */
-	const char *client = c->env.client_addr ? c->env.client_addr : "unknown";
-	bool ipv6 = strchr(client, ':') != NULL;
-	int n = asprintf(
-	    &cp->hdr, "Received: from %s ([%s%s])\n\tby %s (sluice) with %s id %s\n\tfor <%s>; %s\n",
-	    c->env.helo ? c->env.helo : "unknown", ipv6 ? "IPv6:" : "", client, d->hostname,
-	    c->env.protocol && c->env.protocol[0] ? c->env.protocol : "SMTP", c->qid, addr, date);
-	if (n < 0) {
-		cp->hdr = NULL;
+	int n = trace_received(&cp->hdr, &c->env, c->qid, d->hostname, addr, false);
+	if (n < 0)
 		return -ENOMEM;
-	}
 	cp->iov[0].iov_base = cp->hdr;
 	cp->iov[0].iov_len = (size_t)n;
 	cp->iov[1].iov_base = c->lf_body;
@@ -479,14 +573,21 @@ static int delivery_ctx_route(struct delivery *d, struct delivery_ctx *c,
 			r = route_lookup(t, at + 1);
 		enum route_action act = r ? r->action : ROUTE_NONE;
 		if (act == ROUTE_REJECT) {
-			delivery_fail_rcpt(d, c, i, "rejected-by-route");
+			delivery_route_remote(d, c, i, RELAY_KIND_FAIL, NULL, 0, "5.7.1",
+					      "rejected-by-route");
+			continue;
+		}
+		if (act == ROUTE_LOCAL && r->lmtp) {
+			delivery_route_remote(d, c, i, RELAY_KIND_LMTP, r->relay_host,
+					      r->relay_port, NULL, NULL);
 			continue;
 		}
 		if (act == ROUTE_LOCAL) {
 			char user[512];
 			size_t ul = (size_t)(at - addr);
 			if (ul == 0 || ul >= sizeof(user)) {
-				delivery_fail_rcpt(d, c, i, "bad-local-part");
+				delivery_route_remote(d, c, i, RELAY_KIND_FAIL, NULL, 0, "5.1.3",
+						      "bad-local-part");
 				continue;
 			}
 			memcpy(user, addr, ul);
@@ -499,7 +600,8 @@ static int delivery_ctx_route(struct delivery *d, struct delivery_ctx *c,
 				continue;
 			}
 			if (!route_local_user_exists(r, user)) {
-				delivery_fail_rcpt(d, c, i, "unknown-user");
+				delivery_route_remote(d, c, i, RELAY_KIND_FAIL, NULL, 0, "5.1.1",
+						      "unknown-user");
 				continue;
 			}
 			if (*ncopies == *cap) {
@@ -522,12 +624,18 @@ static int delivery_ctx_route(struct delivery *d, struct delivery_ctx *c,
 			(*ncopies)++;
 			continue;
 		}
-		/* RELAY, RELAY_VIA, or no route (a relay client's mail): stays
-		 * pending in the journal for the remote delivery agent. */
-		log_info("%s held to=%s route=%s status=\"held for remote delivery\"", c->qid, addr,
-			 route_action_str(act));
-		delivery_count(&d->held);
+		/* RELAY_VIA: the smart host; RELAY, or no route (a relay
+		 * client's mail): the domain's MX. */
+		if (act == ROUTE_RELAY_VIA)
+			delivery_route_remote(d, c, i, RELAY_KIND_HOST, r->relay_host,
+					      r->relay_port, NULL, NULL);
+		else if (at != NULL)
+			delivery_route_remote(d, c, i, RELAY_KIND_MX, at + 1, 0, NULL, NULL);
+		else
+			delivery_route_remote(d, c, i, RELAY_KIND_FAIL, NULL, 0, "5.1.3",
+					      "no-domain");
 	}
+	delivery_remote_submit(d, c);
 	return 0;
 }
 
@@ -578,7 +686,9 @@ static struct maildir_job *delivery_copies_write(struct delivery *d, struct deli
 			delivery_count(&d->delivered);
 		} else if (rc == -EINVAL || rc == -ENAMETOOLONG) {
 			/* No mailbox can ever be made for this name. */
-			delivery_fail_rcpt(d, c, cp->rcpt, "bad-mailbox-name");
+			delivery_route_remote(d, c, cp->rcpt, RELAY_KIND_FAIL, NULL, 0, "5.1.3",
+					      "bad-mailbox-name");
+			delivery_remote_submit(d, c);
 		} else {
 			/* Disk full, permissions, I/O: the operator can fix it. */
 			log_warn("%s deferred to=%s reason=\"%s\"", c->qid, addr, strerror(-rc));
@@ -656,6 +766,7 @@ static void delivery_batch(struct delivery *d, struct delivery_msg **msgs, size_
 			delivery_msg_free(m);
 		}
 		free(c->defer);
+		free(c->remote);
 		free(c->lf_body);
 		free(c->body);
 		if (c->read_ok)

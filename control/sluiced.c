@@ -25,6 +25,7 @@
 #include "config/config.h"
 #include "config/route.h"
 #include "control/delivery.h"
+#include "control/relay.h"
 #include "dataplane/dataplane.h"
 #include "queue/spool.h"
 
@@ -77,12 +78,43 @@ struct recover_ctx {
 };
 
 static int recover_one(void *arg, const struct spool_ref *ref, const char *qid,
-		       const struct envelope *env, const bool *pending)
+		       const struct envelope *env, const bool *pending, const bool *noticed)
 {
 	struct recover_ctx *rc = arg;
 	(void)qid;
 	rc->messages++;
-	return delivery_submit_recovered(rc->delivery, ref, pending, env->nrcpts);
+	return delivery_submit_recovered(rc->delivery, ref, pending, noticed, env->nrcpts);
+}
+
+static int submit_remote(void *arg, const struct relay_submission *s)
+{
+	return relay_submit(arg, s);
+}
+
+static void relay_cfg_from(const struct config *cfg, struct relay_cfg *out)
+{
+	*out = (struct relay_cfg){
+		.hostname = cfg->hostname,
+		.dns_servers = cfg->dns_servers,
+		.dns_timeout_ms = cfg->dns_timeout_ms,
+		.ipv6 = cfg->dns_ipv6,
+		.mx_port = (uint16_t)cfg->relay_port,
+		.max_conns = cfg->relay_max_connections,
+		.dest_conns = cfg->relay_dest_connections,
+		.msgs_per_conn = cfg->relay_msgs_per_connection,
+		.idle_timeout_s = cfg->relay_idle_timeout,
+		.connect_timeout_s = cfg->relay_connect_timeout,
+		.timeout_command_s = cfg->relay_timeout_command,
+		.timeout_data_init_s = cfg->relay_timeout_data_init,
+		.timeout_data_block_s = cfg->relay_timeout_data_block,
+		.timeout_data_end_s = cfg->relay_timeout_data_end,
+		.retry = {
+			.min_s = cfg->queue_retry_min,
+			.max_s = cfg->queue_retry_max,
+			.delay_warning_s = cfg->delay_warning,
+			.max_lifetime_s = cfg->max_lifetime,
+		},
+	};
 }
 
 /* SIGHUP: a new route table from the same file; the rest needs a restart. */
@@ -144,6 +176,7 @@ static int run(const char *path)
 		.dir = cfg->spool_dir,
 		.segment_size = cfg->segment_size,
 		.min_free = cfg->spool_min_free,
+		.max_size = cfg->spool_max_size,
 		.commit_interval_us = cfg->commit_interval_us,
 		.commit_batch = cfg->commit_batch,
 	};
@@ -152,11 +185,20 @@ static int run(const char *path)
 		log_err("spool: %s", err);
 		goto out_config;
 	}
+	struct relay *rl = NULL;
 	struct delivery *dl = delivery_new(sp, cfg->hostname);
 	if (!dl) {
 		log_err("delivery: cannot set up (out of memory or file descriptors)");
 		goto out_spool;
 	}
+	struct relay_cfg rcfg;
+	relay_cfg_from(cfg, &rcfg);
+	rl = relay_new(sp, dl, &rcfg, err, sizeof(err));
+	if (!rl) {
+		log_err("relay: cannot set up: %s", err);
+		goto out_delivery;
+	}
+	delivery_set_remote(dl, submit_remote, rl);
 	struct recover_ctx rctx = {.delivery = dl};
 	int e = spool_recover(sp, recover_one, &rctx);
 	if (e < 0) {
@@ -166,7 +208,8 @@ static int run(const char *path)
 	log_info("spool: recovered messages=%llu dir=%s", (unsigned long long)rctx.messages,
 		 cfg->spool_dir);
 	route_publish(config_take_routes(cfg));
-	if ((e = spool_start(sp)) < 0 || (e = delivery_start(dl)) < 0) {
+	if ((e = spool_start(sp)) < 0 || (e = relay_start(rl)) < 0 ||
+	    (e = delivery_start(dl)) < 0) {
 		log_err("start: %s", strerror(-e));
 		goto out_delivery;
 	}
@@ -198,7 +241,11 @@ static int run(const char *path)
 	dataplane_stop(dp);
 	rc = 0;
 out_delivery:
+	/* The relay stops first (its last notices go to delivery), delivery
+	 * drains (it may still queue for the relay), then the relay goes. */
+	relay_stop(rl);
 	delivery_stop(dl);
+	relay_free(rl);
 out_spool:
 	spool_close(sp);
 	route_publish(NULL);
@@ -220,7 +267,7 @@ int main(int argc, char **argv)
 		} else if (strcmp(argv[i], "--version") == 0) {
 			/* features: what this build delivers; bench/compare reads it
 			 * ("relay" appears once remote delivery exists). */
-			printf("sluiced %s\nfeatures: smtp spool maildir\n", SLUICE_VERSION);
+			printf("sluiced %s\nfeatures: smtp spool maildir relay lmtp dsn\n", SLUICE_VERSION);
 			return 0;
 		} else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
 			usage(stdout);

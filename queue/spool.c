@@ -76,6 +76,7 @@ struct spool_seg *spool_seg_new(uint32_t id, int64_t live, bool sealed)
 	seg->id = id;
 	atomic_init(&seg->live, live);
 	atomic_init(&seg->sealed, sealed);
+	atomic_init(&seg->bytes, 0);
 	pthread_mutex_init(&seg->jlock, NULL);
 	seg->jfd = -1;
 	return seg;
@@ -515,6 +516,11 @@ int spool_append(struct spool_writer *w, const struct envelope *env, const void 
 	if (body_len > UINT32_MAX - hdr_len || (body_len && !body))
 		return body_len && !body ? -EINVAL : -EFBIG;
 	uint64_t total = hdr_len + body_len;
+	/* max_size bounds the disk a backlog may take: refuse, never fill
+	 * the disk (a racing append may pass it by one record). */
+	if (sp->cfg.max_size &&
+	    atomic_load_explicit(&sp->bytes, memory_order_relaxed) + total > sp->cfg.max_size)
+		return -ENOSPC;
 	if (hdr_len > sizeof(stackbuf) && !(hdr = malloc(hdr_len)))
 		return -ENOMEM;
 	spool_record_build(env, body, body_len, hdr, hdr_len);
@@ -541,6 +547,8 @@ int spool_append(struct spool_writer *w, const struct envelope *env, const void 
 		goto out;
 	}
 	atomic_fetch_add_explicit(&w->seg->live, env->nrcpts, memory_order_relaxed);
+	atomic_fetch_add_explicit(&w->seg->bytes, total, memory_order_relaxed);
+	atomic_fetch_add_explicit(&sp->bytes, total, memory_order_relaxed);
 	ref->seg = w->seg->id;
 	ref->offset = (uint32_t)w->off;
 	ref->len = (uint32_t)total;
@@ -634,6 +642,7 @@ void spool_get_stats(const struct spool *sp, struct spool_stats *out)
 	out->syncs = atomic_load_explicit(&sp->st_syncs, memory_order_relaxed);
 	out->segments = atomic_load_explicit(&sp->st_segments, memory_order_relaxed);
 	out->reclaimed = atomic_load_explicit(&sp->st_reclaimed, memory_order_relaxed);
+	out->bytes = atomic_load_explicit(&sp->bytes, memory_order_relaxed);
 }
 
 void spool_close(struct spool *sp)

@@ -46,6 +46,7 @@ struct spool_cfg {
 	const char *dir;	     /* created if missing (with parents) */
 	uint64_t segment_size;	     /* roll a segment after this many bytes */
 	uint64_t min_free;	     /* free-space floor in bytes (statvfs f_bavail) */
+	uint64_t max_size;	     /* bytes all segments may take; 0 = no limit */
 	unsigned commit_interval_us; /* longest a record waits for its batch */
 	unsigned commit_batch;	     /* sync at once when this many records wait */
 };
@@ -61,7 +62,8 @@ struct spool_ref {
 enum spool_rcpt_state {
 	SPOOL_RCPT_PENDING = 0,
 	SPOOL_RCPT_DELIVERED = 1,
-	SPOOL_RCPT_FAILED = 2,	 /* permanent failure (a notice is due, later issue) */
+	SPOOL_RCPT_FAILED = 2,	 /* permanent failure (its notice, if due, is queued first) */
+	SPOOL_RCPT_DELAY_NOTICED = 3, /* not final: the delay notice was queued */
 };
 
 struct spool;
@@ -74,10 +76,12 @@ struct spool_writer;
 typedef void spool_wake_fn(void *arg);
 
 /* Called by spool_recover() for each message with pending recipients.
- * pending[i] is true for recipients still to deliver.  env is valid during
- * the call only.  Return 0 to go on, <0 to stop. */
+ * pending[i] is true for recipients still to deliver, noticed[i] for those
+ * whose delay notice was already queued.  env, pending and noticed are
+ * valid during the call only.  Return 0 to go on, <0 to stop. */
 typedef int spool_recover_fn(void *arg, const struct spool_ref *ref, const char *qid,
-			     const struct envelope *env, const bool *pending);
+			     const struct envelope *env, const bool *pending,
+			     const bool *noticed);
 
 /* Open (create) the spool directory; no threads yet.  NULL + err on failure. */
 struct spool *spool_open(const struct spool_cfg *cfg, char *err, size_t errlen);
@@ -109,8 +113,9 @@ void spool_writer_close(struct spool_writer *w);
  * Append one message (env: sender, recipients, DSN fields, helo, client,
  * protocol, arrival; body: dot-unstuffed, CRLF).  On success fills ref, qid
  * (SPOOL_QID_LEN + 1 bytes) and *lsn (durable once spool_writer_durable()
- * reaches it) and returns 0.  Errors: -ENOSPC (under the free-space floor:
- * 452 4.3.1), other -errno (write failed: 451 4.3.0).  Worker thread.
+ * reaches it) and returns 0.  Errors: -ENOSPC (under the free-space floor,
+ * or the spool would pass max_size: 452 4.3.1), other -errno (write
+ * failed: 451 4.3.0).  Worker thread.
  */
 int spool_append(struct spool_writer *w, const struct envelope *env, const void *body,
 		 size_t body_len, struct spool_ref *ref, char *qid, uint64_t *lsn);
@@ -144,6 +149,10 @@ void spool_qid_format(const struct spool_ref *ref, char *qid);
 int spool_journal_final(struct spool *sp, const struct spool_ref *ref, uint32_t rcpt,
 			enum spool_rcpt_state state);
 
+/* Journal that recipient rcpt's delay notice was queued (not final).  Not
+ * durable until spool_journal_sync().  Returns 0 or -errno. */
+int spool_journal_delay_noticed(struct spool *sp, const struct spool_ref *ref, uint32_t rcpt);
+
 /*
  * Make every journal entry so far durable (one fdatasync per dirty journal),
  * then reclaim segments that became all-final.  Returns 0 or -errno.
@@ -156,6 +165,7 @@ struct spool_stats {
 	uint64_t syncs;	     /* fdatasync calls by the committer */
 	uint64_t segments;   /* segment files present */
 	uint64_t reclaimed;  /* segments deleted */
+	uint64_t bytes;	     /* bytes in segment files (what max_size limits) */
 };
 void spool_get_stats(const struct spool *sp, struct spool_stats *out);
 

@@ -37,14 +37,13 @@ static int journal_open_locked(struct spool *sp, struct spool_seg *seg)
 	return 0;
 }
 
-int spool_journal_final(struct spool *sp, const struct spool_ref *ref, uint32_t rcpt,
-			enum spool_rcpt_state state)
+/* Append one entry; final says whether it ends the recipient's life. */
+static int journal_append(struct spool *sp, const struct spool_ref *ref, uint32_t rcpt,
+			  enum spool_rcpt_state state, bool final)
 {
 	uint8_t e[SPOOL_JNL_ENTRY];
 	int rc = 0;
 
-	if (state != SPOOL_RCPT_DELIVERED && state != SPOOL_RCPT_FAILED)
-		return -EINVAL;
 	spool_jnl_entry_build(e, ref->offset, rcpt, (uint8_t)state);
 	/* The read lock keeps the segment from being reclaimed under us. */
 	pthread_rwlock_rdlock(&sp->seg_lock);
@@ -72,16 +71,30 @@ int spool_journal_final(struct spool *sp, const struct spool_ref *ref, uint32_t 
 	}
 	seg->jsize += sizeof(e);
 	seg->jcount++;
+	seg->jfinal += final;
 out:
 	pthread_mutex_unlock(&seg->jlock);
 	pthread_rwlock_unlock(&sp->seg_lock);
 	return rc;
 }
 
+int spool_journal_final(struct spool *sp, const struct spool_ref *ref, uint32_t rcpt,
+			enum spool_rcpt_state state)
+{
+	if (state != SPOOL_RCPT_DELIVERED && state != SPOOL_RCPT_FAILED)
+		return -EINVAL;
+	return journal_append(sp, ref, rcpt, state, true);
+}
+
+int spool_journal_delay_noticed(struct spool *sp, const struct spool_ref *ref, uint32_t rcpt)
+{
+	return journal_append(sp, ref, rcpt, SPOOL_RCPT_DELAY_NOTICED, false);
+}
+
 struct jsync_item {
 	struct spool_seg *seg;
 	int fd;
-	uint32_t count;
+	uint32_t count; /* final entries: recipients that stop being live */
 	bool created;
 };
 
@@ -105,8 +118,9 @@ int spool_journal_sync(struct spool *sp)
 		struct spool_seg *seg = sp->segs[i];
 		pthread_mutex_lock(&seg->jlock);
 		if (seg->jcount || seg->jcreated) {
-			items[n++] = (struct jsync_item){seg, seg->jfd, seg->jcount, seg->jcreated};
+			items[n++] = (struct jsync_item){seg, seg->jfd, seg->jfinal, seg->jcreated};
 			seg->jcount = 0;
+			seg->jfinal = 0;
 			seg->jcreated = false;
 		}
 		pthread_mutex_unlock(&seg->jlock);
@@ -213,6 +227,7 @@ int spool_reclaim_locked(struct spool *sp)
 	}
 	pthread_rwlock_unlock(&sp->seg_lock);
 	for (size_t i = 0; i < k; i++) {
+		atomic_fetch_sub(&sp->bytes, atomic_load(&dead[i]->bytes));
 		spool_seg_free(dead[i]);
 		atomic_fetch_sub(&sp->st_segments, 1);
 		atomic_fetch_add(&sp->st_reclaimed, 1);

@@ -93,11 +93,13 @@ static inline uint64_t spool_get64(const uint8_t *p)
 struct spool_seg {
 	uint32_t id;
 	_Atomic int64_t live;  /* recipients not yet durably final */
+	_Atomic uint64_t bytes; /* segment file size, for the spool's max_size */
 	_Atomic bool sealed;   /* no writer appends any more: reclaimable at live 0 */
 	pthread_mutex_t jlock; /* guards the j* fields */
 	int jfd;	       /* journal fd (O_APPEND), -1 until the first entry */
 	uint64_t jsize;	       /* journal bytes written (to undo a short write) */
 	uint32_t jcount;       /* entries written since the last journal sync */
+	uint32_t jfinal;       /* of those, final ones (DELIVERED, FAILED) */
 	bool jcreated;	       /* journal file created since the last dir fsync */
 };
 
@@ -176,6 +178,7 @@ struct spool {
 	uint64_t next_space_check; /* monotonic ns; committer only */
 
 	_Atomic uint64_t st_appended, st_syncs, st_segments, st_reclaimed;
+	_Atomic uint64_t bytes; /* sum of the segments' bytes (max_size) */
 };
 
 /* spool_record.c */

@@ -232,7 +232,8 @@ int spool_jnl_entry_parse(const uint8_t e[SPOOL_JNL_ENTRY], uint32_t *offset, ui
 			  uint8_t *state)
 {
 	if (crc32c(0, e, 12) != spool_get32(e + 12) || e[9] || e[10] || e[11] ||
-	    (e[8] != SPOOL_RCPT_DELIVERED && e[8] != SPOOL_RCPT_FAILED))
+	    (e[8] != SPOOL_RCPT_DELIVERED && e[8] != SPOOL_RCPT_FAILED &&
+	     e[8] != SPOOL_RCPT_DELAY_NOTICED))
 		return -EBADMSG;
 	*offset = spool_get32(e);
 	*rcpt = spool_get32(e + 4);

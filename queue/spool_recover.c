@@ -82,17 +82,23 @@ static ssize_t read_at(int fd, void *buf, size_t len, uint64_t off)
 	return (ssize_t)got;
 }
 
-/* Load the final (offset, rcpt) pairs of segment id, sorted, as
- * offset << 32 | rcpt.  Cuts a torn last entry off the file so later
- * appends stay aligned; skips entries with a bad CRC. */
-static int journal_load(struct spool *sp, uint32_t id, uint64_t **keys, size_t *nkeys)
+/* The journal of one segment, as sorted keys offset << 32 | rcpt. */
+struct journal_keys {
+	uint64_t *final;   /* DELIVERED or FAILED */
+	size_t nfinal;
+	uint64_t *noticed; /* DELAY_NOTICED: the delay notice went out */
+	size_t nnoticed;
+};
+
+/* Load the journal of segment id into *jk.  Cuts a torn last entry off
+ * the file so later appends stay aligned; skips entries with a bad CRC. */
+static int journal_load(struct spool *sp, uint32_t id, struct journal_keys *jk)
 {
 	char name[64];
 	struct stat st;
 	int rc = 0;
 
-	*keys = NULL;
-	*nkeys = 0;
+	memset(jk, 0, sizeof(*jk));
 	spool_seg_name(name, sizeof(name), id, "jnl");
 	int fd = openat(sp->dirfd, name, O_RDWR | O_CLOEXEC);
 	if (fd < 0)
@@ -125,9 +131,11 @@ static int journal_load(struct spool *sp, uint32_t id, uint64_t **keys, size_t *
 	}
 	uint8_t *buf = malloc(whole);
 	uint64_t *k = malloc(whole / SPOOL_JNL_ENTRY * sizeof(*k));
-	if (!buf || !k) {
+	uint64_t *nk = malloc(whole / SPOOL_JNL_ENTRY * sizeof(*nk));
+	if (!buf || !k || !nk) {
 		free(buf);
 		free(k);
+		free(nk);
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -136,9 +144,10 @@ static int journal_load(struct spool *sp, uint32_t id, uint64_t **keys, size_t *
 		rc = (int)n;
 		free(buf);
 		free(k);
+		free(nk);
 		goto out;
 	}
-	size_t cnt = 0, bad = 0;
+	size_t cnt = 0, ncnt = 0, bad = 0;
 	for (size_t off = 0; off + SPOOL_JNL_ENTRY <= (size_t)n; off += SPOOL_JNL_ENTRY) {
 		uint32_t roff, rcpt;
 		uint8_t state;
@@ -146,21 +155,28 @@ static int journal_load(struct spool *sp, uint32_t id, uint64_t **keys, size_t *
 			bad++; /* the recipient stays pending: a duplicate, not a loss */
 			continue;
 		}
-		k[cnt++] = (uint64_t)roff << 32 | rcpt;
+		if (state == SPOOL_RCPT_DELAY_NOTICED)
+			nk[ncnt++] = (uint64_t)roff << 32 | rcpt;
+		else
+			k[cnt++] = (uint64_t)roff << 32 | rcpt;
 	}
 	if (bad)
 		log_warn("spool: seg %08" PRIX32 ": %zu corrupt journal entries ignored", id, bad);
 	free(buf);
 	if (cnt)
 		qsort(k, cnt, sizeof(*k), cmp_u64);
-	*keys = k;
-	*nkeys = cnt;
+	if (ncnt)
+		qsort(nk, ncnt, sizeof(*nk), cmp_u64);
+	jk->final = k;
+	jk->nfinal = cnt;
+	jk->noticed = nk;
+	jk->nnoticed = ncnt;
 out:
 	close(fd);
 	return rc;
 }
 
-static bool is_final(const uint64_t *keys, size_t n, uint32_t off, uint32_t rcpt)
+static bool key_present(const uint64_t *keys, size_t n, uint32_t off, uint32_t rcpt)
 {
 	uint64_t key = (uint64_t)off << 32 | rcpt;
 	return n && bsearch(&key, keys, n, sizeof(key), cmp_u64) != NULL;
@@ -191,11 +207,10 @@ static int recover_segment(struct spool *sp, uint32_t id, spool_recover_fn *cb, 
 {
 	char name[64];
 	struct stat st;
-	uint64_t *keys = NULL;
-	size_t nkeys = 0;
+	struct journal_keys jk = {0};
 	uint8_t *buf = NULL;
 	size_t buf_cap = 0;
-	bool *pending = NULL;
+	bool *pending = NULL, *noticed = NULL;
 	int64_t live = 0;
 	int rc;
 
@@ -211,7 +226,7 @@ static int recover_segment(struct spool *sp, uint32_t id, spool_recover_fn *cb, 
 		rc = -errno;
 		goto out;
 	}
-	if ((rc = journal_load(sp, id, &keys, &nkeys)) < 0)
+	if ((rc = journal_load(sp, id, &jk)) < 0)
 		goto out;
 
 	uint64_t size = (uint64_t)st.st_size, off = 0;
@@ -270,22 +285,26 @@ static int recover_segment(struct spool *sp, uint32_t id, spool_recover_fn *cb, 
 			break;
 		}
 		bool *p = realloc(pending, env.nrcpts * sizeof(*p));
-		if (!p) {
+		if (p)
+			pending = p;
+		bool *q = p ? realloc(noticed, env.nrcpts * sizeof(*q)) : NULL;
+		if (!q) {
 			envelope_free(&env);
 			rc = -ENOMEM;
 			goto out;
 		}
-		pending = p;
+		noticed = q;
 		uint32_t npend = 0;
 		for (uint32_t i = 0; i < env.nrcpts; i++) {
-			pending[i] = !is_final(keys, nkeys, (uint32_t)off, i);
+			pending[i] = !key_present(jk.final, jk.nfinal, (uint32_t)off, i);
+			noticed[i] = key_present(jk.noticed, jk.nnoticed, (uint32_t)off, i);
 			npend += pending[i];
 		}
 		if (npend) {
 			struct spool_ref ref = {.seg = id, .offset = (uint32_t)off, .len = len};
 			char qid[SPOOL_QID_LEN + 1];
 			spool_qid_format(&ref, qid);
-			rc = cb ? cb(arg, &ref, qid, &env, pending) : 0;
+			rc = cb ? cb(arg, &ref, qid, &env, pending, noticed) : 0;
 			live += npend;
 		}
 		envelope_free(&env);
@@ -317,12 +336,17 @@ static int recover_segment(struct spool *sp, uint32_t id, spool_recover_fn *cb, 
 	if (!seg || (rc = spool_seg_insert(sp, seg)) < 0) {
 		spool_seg_free(seg);
 		rc = -ENOMEM;
+		goto out;
 	}
+	atomic_store(&seg->bytes, off);
+	atomic_fetch_add(&sp->bytes, off);
 out:
 	close(fd);
-	free(keys);
+	free(jk.final);
+	free(jk.noticed);
 	free(buf);
 	free(pending);
+	free(noticed);
 	return rc;
 }
 

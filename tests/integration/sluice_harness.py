@@ -242,6 +242,11 @@ class Daemon:
             "spool_dir": self.spool,
             "relay_networks": [],
             "log_level": "info",
+            # Mail for remote domains (and notices to remote senders) is
+            # relayed now: DNS goes to a loopback port where nothing
+            # answers (a fast temporary failure), never to the system's
+            # resolver.  Tests that relay pass their own DNS server.
+            "dns_servers": "127.0.0.1:1",
         }
         self.settings.update(settings)
         self.routes = routes if routes is not None else self.default_routes()

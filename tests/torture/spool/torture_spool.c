@@ -285,10 +285,11 @@ struct check_ctx {
 };
 
 static int check_one(void *arg, const struct spool_ref *ref, const char *qid,
-		     const struct envelope *env, const bool *pending)
+		     const struct envelope *env, const bool *pending, const bool *noticed)
 {
 	struct check_ctx *c = arg;
 	(void)pending;
+	(void)noticed;
 	uint64_t key = (uint64_t)ref->seg << 32 | ref->offset;
 	struct envelope e2;
 	uint8_t *body;

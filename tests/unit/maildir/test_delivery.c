@@ -78,9 +78,10 @@ struct recovered {
 };
 
 static int recover_cb(void *arg, const struct spool_ref *ref, const char *qid,
-		      const struct envelope *env, const bool *pending)
+		      const struct envelope *env, const bool *pending, const bool *noticed)
 {
 	struct recovered *r = arg;
+	(void)noticed;
 	r->n++;
 	r->ref = *ref;
 	snprintf(r->qid, sizeof(r->qid), "%s", qid);
@@ -193,7 +194,7 @@ static void test_end_to_end(void **state)
 	assert_int_equal(spool_start(sp), 0);
 	d = delivery_new(sp, HOST);
 	assert_non_null(d);
-	assert_int_equal(delivery_submit_recovered(d, &rec.ref, rec.pending, rec.nrcpts), 0);
+	assert_int_equal(delivery_submit_recovered(d, &rec.ref, rec.pending, NULL, rec.nrcpts), 0);
 	assert_int_equal(delivery_start(d), 0);
 	struct delivery_stats want2 = {.delivered = 1, .held = 1};
 	tu_wait_stats(d, &want2, &got);

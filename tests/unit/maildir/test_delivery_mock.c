@@ -237,7 +237,7 @@ static void test_recovered_pending(void **state)
 	};
 	static const bool pending[] = {false, true, true};
 	struct spool_ref r = ref_of(2);
-	assert_int_equal(delivery_submit_recovered(f->d, &r, pending, 3), 0);
+	assert_int_equal(delivery_submit_recovered(f->d, &r, pending, NULL, 3), 0);
 	assert_int_equal(delivery_start(f->d), 0);
 	struct delivery_stats want = {.delivered = 2}, got;
 	tu_wait_stats(f->d, &want, &got);
@@ -322,8 +322,8 @@ static void test_read_errors(void **state)
 	mock_recs[7] = (struct mock_rec){.nrcpts = 1, .read_err = -ENOENT};
 	static const bool pending[] = {true, false};
 	struct spool_ref r6 = ref_of(6), r7 = ref_of(7);
-	assert_int_equal(delivery_submit_recovered(f->d, &r6, pending, 2), 0);
-	assert_int_equal(delivery_submit_recovered(f->d, &r7, NULL, 1), 0);
+	assert_int_equal(delivery_submit_recovered(f->d, &r6, pending, NULL, 2), 0);
+	assert_int_equal(delivery_submit_recovered(f->d, &r7, NULL, NULL, 1), 0);
 	assert_int_equal(delivery_start(f->d), 0);
 	delivery_stop(f->d);
 	f->d = NULL;
@@ -451,7 +451,7 @@ static void test_no_second_copy_after_lost_journal(void **state)
 	atomic_store(&mock_final_fail, 0);
 	f->d = delivery_new((struct spool *)f, HOST);
 	static const bool pending[] = {true};
-	assert_int_equal(delivery_submit_recovered(f->d, &r, pending, 1), 0);
+	assert_int_equal(delivery_submit_recovered(f->d, &r, pending, NULL, 1), 0);
 	assert_int_equal(delivery_start(f->d), 0);
 	tu_wait_stats(f->d, &want, &got);
 	delivery_stop(f->d);

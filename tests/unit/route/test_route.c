@@ -330,14 +330,17 @@ static void test_file_good(void **state)
 				   "smart.example relay-via mx.provider.example\n"
 				   "spam.example reject\n"
 				   "   # indented comment\n"
-				   "catch.example local ./m";
+				   "catch.example local ./m\n"
+				   "store.example local lmtp:[127.0.0.1] carol\n"
+				   "store2.example local lmtp:lmtp.store.example:2424";
 	struct route_table *t = route_table_new();
 	char err[256] = "";
 	int r = route_table_load_buffer(t, "r.txt", text, sizeof(text) - 1, err, sizeof(err));
 	if (r != 0)
 		fail_msg("load: got %d \"%s\", want 0", r, err);
-	assert_int_equal(route_table_size(t), 7);
+	assert_int_equal(route_table_size(t), 9);
 	const struct route *e = route_lookup(t, "example.com");
+	assert_false(e->lmtp);
 	assert_int_equal(e->action, ROUTE_LOCAL);
 	assert_string_equal(e->maildir_root, "/var/mail");
 	assert_int_equal(e->src_line, 3);
@@ -362,7 +365,19 @@ static void test_file_good(void **state)
 	assert_int_equal(e->src_line, 10);
 	assert_string_equal(route_table_entry(t, 0)->pattern, "example.com");
 	assert_string_equal(route_table_entry(t, 6)->pattern, "catch.example");
-	assert_null(route_table_entry(t, 7));
+	e = route_lookup(t, "store.example");
+	assert_int_equal(e->action, ROUTE_LOCAL);
+	assert_true(e->lmtp);
+	assert_null(e->maildir_root);
+	assert_string_equal(e->relay_host, "127.0.0.1");
+	assert_int_equal(e->relay_port, 24);
+	assert_true(route_local_user_exists(e, "Carol"));
+	assert_false(route_local_user_exists(e, "dave"));
+	e = route_lookup(t, "store2.example");
+	assert_true(e->lmtp && e->catch_all);
+	assert_string_equal(e->relay_host, "lmtp.store.example");
+	assert_int_equal(e->relay_port, 2424);
+	assert_null(route_table_entry(t, 9));
 	route_table_free(t);
 }
 
@@ -377,7 +392,7 @@ static void test_file_errors(void **state)
 			      "relay-via, reject)"},
 	    {"# c\nexample.com deliver\n",
 	     "f:2: unknown action \"deliver\" (want local, relay, relay-via or reject)"},
-	    {"example.com local\n", "f:1: local: missing maildir root"},
+	    {"example.com local\n", "f:1: local: missing maildir root or lmtp:HOST[:PORT]"},
 	    {"example.com relay-via\n", "f:1: relay-via: missing HOST[:PORT]"},
 	    {"example.com relay mx.example\n", "f:1: relay: unexpected \"mx.example\""},
 	    {"example.com local /m a,b extra\n", "f:1: local: unexpected \"extra\""},

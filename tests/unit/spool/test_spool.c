@@ -520,13 +520,14 @@ struct rec_seen {
 	unsigned n;
 	struct spool_ref refs[64];
 	bool pending[64][4];
+	bool noticed[64][4];
 	uint32_t nrcpts[64];
 	size_t body_len[64];
 	struct spool *sp;
 };
 
 static int collect(void *arg, const struct spool_ref *ref, const char *qid,
-		   const struct envelope *env, const bool *pending)
+		   const struct envelope *env, const bool *pending, const bool *noticed)
 {
 	struct rec_seen *s = arg;
 	char want[SPOOL_QID_LEN + 1];
@@ -536,8 +537,10 @@ static int collect(void *arg, const struct spool_ref *ref, const char *qid,
 		return -E2BIG;
 	s->refs[s->n] = *ref;
 	s->nrcpts[s->n] = env->nrcpts;
-	for (uint32_t i = 0; i < env->nrcpts && i < 4; i++)
+	for (uint32_t i = 0; i < env->nrcpts && i < 4; i++) {
 		s->pending[s->n][i] = pending[i];
+		s->noticed[s->n][i] = noticed[i];
+	}
 	s->n++;
 	return 0;
 }
@@ -1029,6 +1032,93 @@ static void test_dir_in_use(void **state)
 	tmpdir_free(dir);
 }
 
+/* A delay notice is remembered across a restart and is not final: the
+ * recipient stays pending and the segment is not reclaimed. */
+static void test_recover_delay_noticed(void **state)
+{
+	(void)state;
+	char *dir = tmpdir_new();
+	struct spool_ref refs[1];
+	char path[512];
+	spool_fill(dir, 1, 2, refs, path, sizeof(path));
+	struct spool *sp = open_spool(dir, 1 << 20, 0);
+	assert_int_equal(spool_recover(sp, NULL, NULL), 0);
+	assert_int_equal(spool_journal_delay_noticed(sp, &refs[0], 1), 0);
+	assert_int_equal(spool_journal_sync(sp), 0);
+	spool_close(sp);
+	CHECK(count_files(dir, ".dat") == 1, "segment reclaimed by a non-final entry\n");
+
+	struct rec_seen seen = {0};
+	sp = open_spool(dir, 1 << 20, 0);
+	assert_int_equal(spool_recover(sp, collect, &seen), 0);
+	CHECK(seen.n == 1 && seen.pending[0][0] && seen.pending[0][1],
+	      "pending got n=%u %d%d want 1: 11\n", seen.n, seen.pending[0][0],
+	      seen.pending[0][1]);
+	CHECK(!seen.noticed[0][0] && seen.noticed[0][1], "noticed got=%d%d want=01\n",
+	      seen.noticed[0][0], seen.noticed[0][1]);
+	/* Both final now: reclaimed although one had a notice entry too. */
+	assert_int_equal(spool_journal_final(sp, &refs[0], 0, SPOOL_RCPT_DELIVERED), 0);
+	assert_int_equal(spool_journal_final(sp, &refs[0], 1, SPOOL_RCPT_FAILED), 0);
+	assert_int_equal(spool_journal_sync(sp), 0);
+	CHECK(count_files(dir, ".dat") == 0, "segment not reclaimed when all final\n");
+	spool_close(sp);
+	tmpdir_free(dir);
+}
+
+/* max_size: an append that would pass it gets -ENOSPC (452 4.3.1); space
+ * freed by reclamation, and counted again after a restart. */
+static void test_max_size(void **state)
+{
+	(void)state;
+	char *dir = tmpdir_new();
+	struct spool_cfg cfg = {.dir = dir,
+				.segment_size = 4096,
+				.max_size = 10000,
+				.commit_interval_us = 1000,
+				.commit_batch = 64};
+	char err[256] = "";
+	struct spool *sp = spool_open(&cfg, err, sizeof(err));
+	CHECK(sp, "spool_open: %s\n", err);
+	assert_int_equal(spool_recover(sp, NULL, NULL), 0);
+	assert_int_equal(spool_start(sp), 0);
+	struct spool_writer *w = spool_writer_new(sp, 0, NULL, NULL);
+	struct envelope env;
+	env_fill(&env, 1, 1);
+	uint8_t *body = body_make(3000, 1);
+	struct spool_ref refs[8];
+	uint64_t lsn;
+	int n = 0, rc = 0;
+	while (n < 8 && (rc = spool_append(w, &env, body, 3000, &refs[n], NULL, &lsn)) == 0)
+		n++;
+	CHECK(rc == -ENOSPC && n == 3, "appends got=%d rc=%d want 3 then -ENOSPC\n", n, rc);
+	struct spool_stats st;
+	spool_get_stats(sp, &st);
+	CHECK(st.bytes > 9000 && st.bytes <= 10000, "bytes got=%llu\n",
+	      (unsigned long long)st.bytes);
+	spool_writer_close(w);
+	spool_close(sp);
+
+	/* After a restart the recovered segments count against max_size. */
+	sp = spool_open(&cfg, err, sizeof(err));
+	CHECK(sp, "spool_open: %s\n", err);
+	assert_int_equal(spool_recover(sp, NULL, NULL), 0);
+	assert_int_equal(spool_start(sp), 0);
+	w = spool_writer_new(sp, 0, NULL, NULL);
+	struct spool_ref r2;
+	rc = spool_append(w, &env, body, 3000, &r2, NULL, &lsn);
+	CHECK(rc == -ENOSPC, "after restart got=%d want -ENOSPC\n", rc);
+	/* Delivering (and reclaiming) the first segment makes room. */
+	assert_int_equal(spool_journal_final(sp, &refs[0], 0, SPOOL_RCPT_DELIVERED), 0);
+	assert_int_equal(spool_journal_sync(sp), 0);
+	rc = spool_append(w, &env, body, 3000, &r2, NULL, &lsn);
+	CHECK(rc == 0, "after reclaim got=%d want 0\n", rc);
+	spool_writer_close(w);
+	spool_close(sp);
+	envelope_free(&env);
+	free(body);
+	tmpdir_free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1050,6 +1140,8 @@ int main(void)
 	    cmocka_unit_test(test_dir_in_use),
 	    cmocka_unit_test(test_no_wake_after_close),
 	    cmocka_unit_test(test_ids_file_damaged),
+	    cmocka_unit_test(test_recover_delay_noticed),
+	    cmocka_unit_test(test_max_size),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
