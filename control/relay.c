@@ -139,6 +139,7 @@ int relay_start(struct relay *r)
 	r->w = spool_writer_new(r->sp, 9999, relay_wake, r);
 	if (!r->w)
 		return -ENOMEM;
+	spool_writer_allow_over_max_size(r->w);
 	int rc = pthread_create(&r->thread, NULL, relay_main, r);
 	if (rc != 0) {
 		log_err("relay: cannot start thread: %s", strerror(rc));

@@ -232,6 +232,7 @@ void relay_notice_poll(struct relay *r)
 		return;
 	uint64_t durable = spool_writer_durable(r->w);
 	uint64_t failed = spool_writer_failed(r->w);
+	struct relay_notice_wait *done = NULL, **tail = &done;
 	while (r->nw_head && (r->nw_head->lsn <= durable || r->nw_head->lsn <= failed)) {
 		struct relay_notice_wait *w = r->nw_head;
 		r->nw_head = w->next;
@@ -248,6 +249,16 @@ void relay_notice_poll(struct relay *r)
 		}
 		for (uint32_t i = 0; i < w->n; i++)
 			relay_journal(r, &w->orig, w->rcpts[i], w->state, qid);
+		w->next = NULL;
+		*tail = w;
+		tail = &w->next;
+	}
+	/* The journal first: once a notice can reach the sender, a crash
+	 * must not make us send it again. */
+	relay_journal_sync(r);
+	while (done) {
+		struct relay_notice_wait *w = done;
+		done = w->next;
 		if (r->dl)
 			delivery_submit(r->dl, &w->notice, 1);
 		free(w);

@@ -498,6 +498,11 @@ static int write_full(int fd, struct iovec *iov, int cnt)
 	return 0;
 }
 
+void spool_writer_allow_over_max_size(struct spool_writer *w)
+{
+	w->over_max_size = true;
+}
+
 int spool_append(struct spool_writer *w, const struct envelope *env, const void *body,
 		 size_t body_len, struct spool_ref *ref, char *qid, uint64_t *lsn)
 {
@@ -518,9 +523,15 @@ int spool_append(struct spool_writer *w, const struct envelope *env, const void 
 	uint64_t total = hdr_len + body_len;
 	/* max_size bounds the disk a backlog may take: refuse, never fill
 	 * the disk (a racing append may pass it by one record). */
-	if (sp->cfg.max_size &&
-	    atomic_load_explicit(&sp->bytes, memory_order_relaxed) + total > sp->cfg.max_size)
+	if (sp->cfg.max_size && !w->over_max_size &&
+	    atomic_load_explicit(&sp->bytes, memory_order_relaxed) + total > sp->cfg.max_size) {
+		/* Seal the segment being written: a live segment is never
+		 * reclaimed, so without this a cap below segment_size would
+		 * stay full after its mail is delivered. */
+		if (w->seg && w->off > 0 && !w->broken && writer_roll(w) < 0)
+			w->broken = true;
 		return -ENOSPC;
+	}
 	if (hdr_len > sizeof(stackbuf) && !(hdr = malloc(hdr_len)))
 		return -ENOMEM;
 	spool_record_build(env, body, body_len, hdr, hdr_len);

@@ -120,6 +120,11 @@ void spool_writer_close(struct spool_writer *w);
 int spool_append(struct spool_writer *w, const struct envelope *env, const void *body,
 		 size_t body_len, struct spool_ref *ref, char *qid, uint64_t *lsn);
 
+/* Let w's appends pass max_size (not the free-space floor).  For the
+ * relay's notices: a full spool of deferred mail drains only through the
+ * failure notices that let it be reclaimed.  Before w's first append. */
+void spool_writer_allow_over_max_size(struct spool_writer *w);
+
 /* Highest LSN known durable.  Worker thread (acquire load). */
 uint64_t spool_writer_durable(const struct spool_writer *w);
 

@@ -34,6 +34,14 @@ void spool_space_check(struct spool *sp)
 	else if (!was && ok)
 		log_info("spool: free space back over the floor path=%s avail=%" PRIu64, sp->dir,
 			 avail);
+	/* Near max_size, segments sealed at the cap (spool_append) may be
+	 * all delivered with no journal sync left to reclaim them. */
+	if (sp->cfg.max_size &&
+	    atomic_load_explicit(&sp->bytes, memory_order_relaxed) > sp->cfg.max_size / 10 * 9 &&
+	    pthread_mutex_trylock(&sp->jsync_lock) == 0) {
+		spool_reclaim_locked(sp);
+		pthread_mutex_unlock(&sp->jsync_lock);
+	}
 }
 
 void spool_commit_kick(struct spool *sp)

@@ -125,6 +125,7 @@ struct spool_writer {
 	uint64_t off;	       /* its size = next record offset */
 	bool broken;	       /* a write failed on it: roll before the next append */
 	bool closed;	       /* spool_writer_close() done */
+	bool over_max_size;    /* may pass cfg.max_size (notices: they drain the spool) */
 	bool cur_need_dirsync; /* current segment's directory entry not yet fsynced */
 	uint64_t cur_start;    /* writer LSN where the current segment's records begin */
 	pthread_mutex_t lock;  /* seg, fd, cur_need_dirsync, retired vs the committer */

@@ -1,0 +1,170 @@
+"""relay_smarthost: relay through a smart host (`relay-via`) to a real SMTP peer.
+
+sluiced relays remote.test through [127.0.0.1]:PORT, where smtp_peer.py
+records every transaction.  Checked:
+  - one transaction per message with all its recipients, pipelined (the
+    peer offers PIPELINING), the body byte-exact after sluice's Received:
+    header, which names the queue id;
+  - connection reuse: back-to-back messages share connections;
+  - per-recipient outcomes: 250 delivered, 451 retried after the scaled-down
+    queue_retry_min and then delivered, 550 failed with a failure notice to
+    the (local) sender, read with Python's email package field by field;
+  - the remote SIZE: a message over it fails with 5.3.4, noticed;
+  - a null-sender message is never answered with a notice;
+  - after a restart nothing is pending: every outcome was journalled.
+"""
+
+import email
+import email.policy
+import smtplib
+
+from sluice_harness import (Daemon, check, check_eq, info, qid_of, run_main, send_smtplib,
+                            wait_until)
+from smtp_peer import SmtpPeer
+
+BODY = (b"From: alice@known.test\r\nTo: x@remote.test\r\nSubject: relay %d\r\n"
+        b"Message-ID: <relay-%d@known.test>\r\n\r\nline one\r\n.leading dot\r\nlast\r\n")
+
+
+def body(i):
+    return BODY % (i, i)
+
+
+def split_received(data):
+    """(received header block, rest) of a relayed copy."""
+    check(data.startswith(b"Received: "), "copy starts with Received:", data[:40], b"Received: ")
+    end = 0
+    lines = data.split(b"\r\n")
+    n = 1
+    while lines[n].startswith((b" ", b"\t")):
+        n += 1
+    end = sum(len(l) + 2 for l in lines[:n])
+    return data[:end], data[end:]
+
+
+def notices(d):
+    """Parsed notices in alice@known.test's Maildir."""
+    out = []
+    for _, raw in d.mail_files("known.test", "alice"):
+        out.append(email.message_from_bytes(raw, policy=email.policy.default))
+    return out
+
+
+def status_fields(msg):
+    """(per-message fields, [per-recipient fields]) of a delivery-status part."""
+    parts = list(msg.iter_parts())
+    check_eq(len(parts), 3, "a notice has three parts")
+    ds = parts[1]
+    check_eq(ds.get_content_type(), "message/delivery-status", "second part type")
+    blocks = [b for b in ds.get_payload()]
+    return blocks[0], blocks[1:]
+
+
+def body_test():
+    with SmtpPeer("127.0.0.1", exts=("PIPELINING", "SIZE 4000", "8BITMIME", "ENHANCEDSTATUSCODES")) as peer:
+        later_seen = []
+
+        def rcpt_reply(addr):
+            if addr.startswith("bad@"):
+                return 550, "5.1.1 <%s>: no such user" % addr
+            if addr.startswith("later@") and not later_seen:
+                later_seen.append(addr)
+                return 451, "4.2.0 try again later"
+            return None
+        peer.rcpt_reply = rcpt_reply
+
+        routes = None
+        d = Daemon("relay-smarthost", queue_retry_min=1, queue_retry_max=1,
+                   delay_warning=0, relay_idle_timeout=10)
+        d.routes = d.default_routes() + [
+            {"domain": "remote.test", "action": "relay-via", "via": "[127.0.0.1]:%d" % peer.port}]
+        d.write_config()
+        d.start()
+
+        # 1. Three recipients, one transaction, pipelined, byte-exact.
+        r = send_smtplib(d.port, "alice@known.test",
+                         ["a@remote.test", "b@remote.test", "c@remote.test"], body(1))
+        qid = qid_of(r[1])
+        m = peer.wait_messages(1)[0]
+        check_eq(sorted(m["rcpts"]), ["<a@remote.test>", "<b@remote.test>", "<c@remote.test>"],
+                 "all three recipients in one transaction")
+        check(m["mail"].startswith("<alice@known.test>"), "MAIL FROM is the sender", m["mail"])
+        check(m["pipelined"], "RCPTs were pipelined after MAIL (PIPELINING offered)")
+        hdr, rest = split_received(m["data"])
+        check_eq(rest, body(1), "body byte-exact after the Received: header")
+        check(b"by mx.test" in hdr and qid.encode() in hdr, "Received: names us and the queue id",
+              hdr, qid)
+        info("ok one pipelined transaction, byte-exact, Received: with %s" % qid)
+
+        # 2. One message after the other: each goes over the cached
+        # connection of the first (relay_idle_timeout is 10 s).
+        for i in range(2, 8):
+            send_smtplib(d.port, "alice@known.test", ["a@remote.test"], body(i))
+            peer.wait_messages(i)
+        check_eq(peer.connections, 1, "seven messages, one after the other, on one connection")
+        check_eq(sorted(set(x["conn"] for x in peer.messages)), [1], "all on connection 1")
+        info("ok connection cache: 7 messages over 1 connection")
+
+        # 3. Per-recipient outcomes.
+        n0 = peer.count()
+        r = send_smtplib(d.port, "alice@known.test",
+                         ["good@remote.test", "later@remote.test", "bad@remote.test"], body(8))
+        qid8 = qid_of(r[1])
+        msgs = peer.wait_messages(n0 + 2)
+        got = sorted(tuple(x["rcpts"]) for x in msgs[n0:])
+        check_eq(got, [("<good@remote.test>",), ("<later@remote.test>",)],
+                 "good delivered at once, later on the retry, bad never")
+        wait_until(lambda: len(notices(d)) >= 1, 10, "the failure notice for bad@remote.test")
+        n = notices(d)
+        check_eq(len(n), 1, "exactly one notice")
+        msg = n[0]
+        check_eq(msg["To"], "alice@known.test", "notice goes to the sender")
+        check_eq(msg.get_content_type(), "multipart/report", "notice type")
+        check_eq(msg.get_param("report-type"), "delivery-status", "report-type")
+        check_eq(msg["Auto-Submitted"], "auto-replied", "Auto-Submitted (RFC 3834)")
+        per_msg, per_rcpt = status_fields(msg)
+        check_eq(per_msg["Reporting-MTA"], "dns; mx.test", "Reporting-MTA")
+        check_eq(len(per_rcpt), 1, "one recipient reported")
+        f = per_rcpt[0]
+        check_eq(f["Final-Recipient"], "rfc822; bad@remote.test", "Final-Recipient")
+        check_eq(f["Action"], "failed", "Action")
+        check_eq(f["Status"], "5.1.1", "Status")
+        check(f["Diagnostic-Code"].startswith("smtp; 550 5.1.1"), "Diagnostic-Code is the reply",
+              f["Diagnostic-Code"], "smtp; 550 5.1.1 ...")
+        check_eq(f["Remote-MTA"], "dns; 127.0.0.1", "Remote-MTA")
+        orig = list(msg.iter_parts())[2]
+        check_eq(orig.get_content_type(), "message/rfc822", "failure returns the message")
+        check(b"Message-ID: <relay-8@known.test>" in orig.as_bytes(), "the original is returned")
+        env = [l for l in d.log_lines(r"\b%s\b.*notice=" % qid8)]
+        check_eq(len(env), 1, "one notice logged for %s" % qid8)
+        info("ok 250 / 451-then-250 / 550 per recipient; one failure notice, fields checked")
+
+        # 4. Over the peer's SIZE: 552 5.3.4, noticed.
+        big = body(9) + b"x" * 70 + b"\r\n"
+        big = big * 60
+        send_smtplib(d.port, "alice@known.test", ["a@remote.test"], big)
+        wait_until(lambda: len(notices(d)) >= 2, 10, "the notice for the oversized message")
+        f = status_fields(notices(d)[1])[1][0]
+        check_eq(f["Status"], "5.3.4", "SIZE refusal status")
+        info("ok message over the remote SIZE failed with 5.3.4 and a notice")
+
+        # 5. A null-sender message that fails gets no notice.
+        r = send_smtplib(d.port, "", ["bad@remote.test"], body(10))
+        qid10 = qid_of(r[1])
+        wait_until(lambda: d.log_lines(r"\b%s failed to=<bad@remote.test>" % qid10), 10,
+                   "the null-sender message fails")
+        check_eq(d.log_lines(r"\b%s notice=" % qid10), [], "no notice for the null sender")
+        check_eq(len(notices(d)), 2, "still two notices")
+        info("ok null sender: failed, no notice")
+
+        # 6. Everything was journalled: a restart finds nothing pending.
+        wait_until(lambda: d.log_lines(r"\b%s delivered to=<later@remote.test>" % qid8), 10,
+                   "later@ delivered")
+        d.stop()
+        d.start()
+        check_eq(d.wait_recovered(), 0, "nothing pending after a restart")
+        info("ok restart: nothing pending")
+        d.stop()
+
+
+run_main(body_test)
