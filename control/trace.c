@@ -27,11 +27,16 @@ int trace_received(char **out, const struct envelope *env, const char *qid, cons
 	char date[64], forpart[600] = "";
 	const char *nl = crlf ? "\r\n" : "\n";
 	trace_format_date(env->arrival, date, sizeof(date));
-	const char *client = env->client_addr ? env->client_addr : "unknown";
+	const char *client = env->client_addr ? env->client_addr : "";
 	bool ipv6 = strchr(client, ':') != NULL;
 	if (for_addr)
 		snprintf(forpart, sizeof(forpart), "%s\tfor <%s>", nl, for_addr);
-	int n = asprintf(out, "Received: from %s ([%s%s])%s\tby %s (sluice) with %s id %s%s; %s%s",
+	int n;
+	if (!env->client_addr) /* made here (a notice): no FROM clause, RFC 5321 4.4 */
+		n = asprintf(out, "Received: by %s (sluice) id %s%s; %s%s", by_host, qid, forpart,
+			     date, nl);
+	else
+		n = asprintf(out, "Received: from %s ([%s%s])%s\tby %s (sluice) with %s id %s%s; %s%s",
 			 env->helo ? env->helo : "unknown", ipv6 ? "IPv6:" : "", client, nl,
 			 by_host, env->protocol && env->protocol[0] ? env->protocol : "SMTP", qid,
 			 forpart, date, nl);
