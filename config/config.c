@@ -1087,6 +1087,7 @@ void config_free(struct config *cfg)
 		free(cfg->listeners[i].address);
 	free(cfg->listeners);
 	free(cfg->spool_dir);
+	free(cfg->dns_servers);
 	free(cfg->relay_networks);
 	free(cfg->routes_file);
 	free(cfg->log_level);

@@ -7,12 +7,15 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "common/log.h"
 #include "control/relay_pvt.h"
 
+/* CPU priority of the relay thread relative to the workers (nice). */
+#define RELAY_NICE 10
 /* Events handled per epoll_wait. */
 #define RELAY_EVENTS 256
 /* Recipients per submission we accept (the engine's max_recipients is far
@@ -381,14 +384,13 @@ static void relay_take_input(struct relay *r)
 }
 
 /* Deferred jobs whose time has come go back to their destinations. */
-static int64_t relay_take_due(struct relay *r, int64_t now)
+static void relay_take_due(struct relay *r, int64_t now)
 {
 	while (r->nheap && r->heap[0]->retry_at <= now) {
 		struct relay_job *job = relay_heap_pop(r);
 		relay_dest_push(job->dest, job);
-		relay_dest_pump(r, job->dest);
+		relay_dest_kick(r, job->dest);
 	}
-	return r->nheap ? r->heap[0]->retry_at - now : -1;
 }
 
 /* Connect the connections whose DNS lookup completed. */
@@ -451,18 +453,49 @@ static void relay_loop_once(struct relay *r, int timeout)
 		dns_resolver_process(r->dns);
 }
 
+/* Every RELAY_STATS_MS, if anything moved: one line for operators (and
+ * for bench/backlog, which reads the queue size from it). */
+#define RELAY_STATS_MS 10000
+
+static void relay_log_stats(struct relay *r, int64_t now, int64_t *next, uint64_t *last_sum)
+{
+	if (now < *next)
+		return;
+	*next = now + RELAY_STATS_MS;
+	struct relay_stats st;
+	relay_get_stats(r, &st);
+	uint64_t sum = st.delivered + st.deferred + st.failed + st.notices + st.queued_rcpts;
+	if (sum == *last_sum)
+		return;
+	*last_sum = sum;
+	log_info("relay: stats queued_jobs=%llu queued_rcpts=%llu delivered=%llu deferred=%llu "
+		 "failed=%llu notices=%llu connections=%llu reused=%llu destinations=%zu",
+		 (unsigned long long)st.queued, (unsigned long long)st.queued_rcpts,
+		 (unsigned long long)st.delivered, (unsigned long long)st.deferred,
+		 (unsigned long long)st.failed, (unsigned long long)st.notices,
+		 (unsigned long long)st.connections, (unsigned long long)st.reused, r->ndests);
+}
+
 static void *relay_main(void *arg)
 {
 	struct relay *r = arg;
 	pthread_setname_np(pthread_self(), "sluice-relay");
+	/* Receiving first, as for local delivery (delivery.c): under load a
+	 * burst goes into the durable queue at full speed, and retries of a
+	 * large backlog take what the workers leave. */
+	if (setpriority(PRIO_PROCESS, (id_t)gettid(), RELAY_NICE) != 0)
+		log_warn("relay: setpriority: %s", strerror(errno));
 	int timeout = 0;
+	int64_t next_stats = relay_now_ms() + RELAY_STATS_MS;
+	uint64_t last_sum = 0;
 	while (!atomic_load(&r->stop)) {
 		relay_loop_once(r, timeout);
 		relay_take_input(r);
 		int64_t now = relay_now_ms();
-		int64_t due = relay_take_due(r, now);
+		relay_take_due(r, now);
 		relay_take_resolved(r);
 		int64_t tmo = relay_timeouts(r, relay_now_ms());
+		relay_log_stats(r, now, &next_stats, &last_sum);
 		relay_take_resolved(r);
 		relay_notice_poll(r);
 		relay_journal_sync(r);
@@ -470,6 +503,10 @@ static void *relay_main(void *arg)
 		relay_want_pump(r);
 		relay_take_resolved(r);
 		int64_t dns = dns_resolver_timeout_ms(r->dns);
+		/* After everything above: a job deferred just now counts. */
+		int64_t due = r->nheap ? r->heap[0]->retry_at - relay_now_ms() : -1;
+		if (due < 0 && r->nheap)
+			due = 0;
 		timeout = relay_min_wait(relay_min_wait(due, tmo), dns);
 		if (r->kick || r->resolved)
 			timeout = 0;
@@ -477,6 +514,8 @@ static void *relay_main(void *arg)
 			timeout = 1000; /* a journal sync failed: retry */
 		if (r->nw_head && timeout > 100)
 			timeout = 100; /* notices wait for the committer's wake-up */
+		if (timeout > RELAY_STATS_MS)
+			timeout = RELAY_STATS_MS;
 	}
 	/* Lookups still pending call back now, while their connections
 	 * exist; then the connections go. */

@@ -273,6 +273,7 @@ struct relay_sorted {
 	uint32_t *keep; /* job->rcpts entries still deferred */
 	uint32_t nkeep;
 	uint32_t ndelivered;
+	bool logged_job; /* the one deferral line of a job without its record */
 };
 
 /* Put each recipient in its pile: delivered (journalled now), failed,
@@ -287,24 +288,19 @@ static void relay_sort(struct relay *r, struct relay_job *job, const struct rela
 	for (uint32_t i = 0; i < job->nrcpts; i++) {
 		uint32_t v = job->rcpts[i], idx = RELAY_RCPT_INDEX(v);
 		const struct relay_result *x = res && res[i].code ? &res[i] : all;
-		/* Without the record (a deferral that sends nothing) the
-		 * log names the recipient by its index. */
-		char addrbuf[24];
-		const char *addr = addrbuf;
-		if (env && idx < env->nrcpts)
-			addr = env->rcpts[idx].addr;
-		else
-			snprintf(addrbuf, sizeof(addrbuf), "#%u", idx);
+		const char *addr = env && idx < env->nrcpts ? env->rcpts[idx].addr : NULL;
 		unsigned cls = x->code / 100;
 		if (cls == 2) {
-			log_info("%s delivered to=<%s> relay=%s status=\"%u %s %s\"", qid, addr,
+			log_info("%s delivered to=<%s> relay=%s status=\"%u %s %s\"", qid,
+				 addr ? addr : "?",
 				 remote ? remote : "-", x->code, x->enh, x->text ? x->text : "");
 			relay_journal(r, &job->ref, idx, SPOOL_RCPT_DELIVERED, qid);
 			s->ndelivered++;
 			continue;
 		}
 		if (cls == 5 || expired) {
-			log_info("%s failed to=<%s> relay=%s status=\"%u %s %s\"%s", qid, addr,
+			log_info("%s failed to=<%s> relay=%s status=\"%u %s %s\"%s", qid,
+				 addr ? addr : "?",
 				 remote ? remote : "-", x->code, x->enh, x->text ? x->text : "",
 				 cls == 5 ? "" : " reason=lifetime-expired");
 			struct relay_outcome *o = &s->failed[s->nfailed++];
@@ -313,9 +309,19 @@ static void relay_sort(struct relay *r, struct relay_job *job, const struct rela
 			relay_diagnostic(x, o->diag, sizeof(o->diag));
 			continue;
 		}
-		log_info("%s deferred to=<%s> relay=%s tries=%u status=\"%u %s %s\"", qid, addr,
-			 remote ? remote : "-", job->tries + 1, x->code, x->enh,
-			 x->text ? x->text : "");
+		/* Without the record (a deferral that sends nothing, such as a
+		 * destination down) one line per job says it: the addresses
+		 * were logged with the queue id when they were queued. */
+		if (addr)
+			log_info("%s deferred to=<%s> relay=%s tries=%u status=\"%u %s %s\"", qid,
+				 addr, remote ? remote : "-", job->tries + 1, x->code, x->enh,
+				 x->text ? x->text : "");
+		else if (!s->logged_job) {
+			s->logged_job = true;
+			log_info("%s deferred rcpts=%u relay=%s tries=%u status=\"%u %s %s\"", qid,
+				 job->nrcpts, remote ? remote : "-", job->tries + 1, x->code, x->enh,
+				 x->text ? x->text : "");
+		}
 		if (delay_due && !(v & RELAY_RCPT_NOTICED)) {
 			struct relay_outcome *o = &s->delayed[s->ndelayed++];
 			o->res = x;

@@ -76,11 +76,11 @@ struct dns_lookup {
 /* One (name, type) sent to a server. */
 struct dns_query {
 	struct dns_lookup *l;
-	int host;		/* -1: the MX query of l; else l->hosts[host] */
-	uint16_t type;		/* DNS_T_MX, DNS_T_A, DNS_T_AAAA */
-	unsigned tries_left;	/* sends still allowed after a timeout */
-	int status;		/* ARES_* from the callback */
-	unsigned char *abuf;	/* copy of the raw answer, or NULL */
+	int host;	     /* -1: the MX query of l; else l->hosts[host] */
+	uint16_t type;	     /* DNS_T_MX, DNS_T_A, DNS_T_AAAA */
+	unsigned tries_left; /* sends still allowed after a timeout */
+	int status;	     /* ARES_* from the callback */
+	unsigned char *abuf; /* copy of the raw answer, or NULL */
 	size_t alen;
 	struct dns_query *next; /* on r->answered */
 	unsigned ncname;	/* CNAME links followed by restarts (see query_restart) */
@@ -91,12 +91,12 @@ struct dns_query {
 
 struct dns_resolver {
 	ares_channel ch;
-	int epfd;	       /* holds c-ares's sockets; dns_resolver_fd() */
+	int epfd; /* holds c-ares's sockets; dns_resolver_fd() */
 	struct dns_cache *cache;
-	struct dns_cfg cfg;    /* defaults filled in; servers not kept */
+	struct dns_cfg cfg; /* defaults filled in; servers not kept */
 	struct dns_stats stats;
-	unsigned inflight;     /* queries handed to c-ares, not yet called back */
-	unsigned nlookups;     /* live lookups */
+	unsigned inflight; /* queries handed to c-ares, not yet called back */
+	unsigned nlookups; /* live lookups */
 	struct dns_query *answered, **answered_tail; /* called back, not yet acted on */
 	struct dns_lookup *done, **done_tail;	     /* finished, callback not yet run */
 	bool settling;				     /* inside settle() */
@@ -252,8 +252,8 @@ static bool query_restart(struct dns_resolver *r, struct dns_query *q, const str
 			  char *why, size_t whylen)
 {
 	if (q->ncname + a->ncname > DNS_CNAME_MAX) {
-		snprintf(why, whylen, "CNAME chain too long looking up %s of %s",
-			 type_str(q->type), q->orig);
+		snprintf(why, whylen, "CNAME chain too long looking up %s of %s", type_str(q->type),
+			 q->orig);
 		return false;
 	}
 	char target[256];
@@ -308,7 +308,7 @@ static void query_answered(struct dns_resolver *r, struct dns_query *q)
 	}
 	if (a->rcode != DNS_RCODE_NOERROR && a->rcode != DNS_RCODE_NXDOMAIN) {
 		snprintf(why, sizeof(why), "%s looking up %s of %s",
-			 a->rcode == DNS_RCODE_SERVFAIL  ? "SERVFAIL"
+			 a->rcode == DNS_RCODE_SERVFAIL	 ? "SERVFAIL"
 			 : a->rcode == DNS_RCODE_REFUSED ? "REFUSED"
 							 : "error RCODE",
 			 type_str(q->type), q->name);
@@ -335,7 +335,8 @@ static void query_answered(struct dns_resolver *r, struct dns_query *q)
 		ttl = 0;
 	uint64_t now = now_ms();
 	dns_cache_put(r->cache, q->name, q->type, a->kind, items, n, ttl, now);
-	if (strcmp(q->name, q->orig) != 0) /* restarted: the alias holds no longer than its CNAMEs */
+	if (strcmp(q->name, q->orig) !=
+	    0) /* restarted: the alias holds no longer than its CNAMEs */
 		dns_cache_put(r->cache, q->orig, q->type, a->kind, items, n,
 			      ttl < q->cname_ttl ? ttl : q->cname_ttl, now);
 	answer_use(l, q->host, q->type, DNS_OK, a->kind, items, n, NULL);

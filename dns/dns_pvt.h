@@ -31,13 +31,13 @@
 #define DNS_RCODE_NXDOMAIN 3
 #define DNS_RCODE_REFUSED 5
 
-#define DNS_NAME_MAX 255     /* octets on the wire, RFC 1035 2.3.4 */
-#define DNS_LABEL_MAX 63     /* RFC 1035 2.3.4 */
-#define DNS_CNAME_MAX 8	     /* CNAME links followed from the qname */
-#define DNS_PTR_HOPS_MAX 32  /* compression pointers followed in one name */
-#define DNS_PARSE_MAX_MX 32  /* MX records kept from one answer */
+#define DNS_NAME_MAX 255       /* octets on the wire, RFC 1035 2.3.4 */
+#define DNS_LABEL_MAX 63       /* RFC 1035 2.3.4 */
+#define DNS_CNAME_MAX 8	       /* CNAME links followed from the qname */
+#define DNS_PTR_HOPS_MAX 32    /* compression pointers followed in one name */
+#define DNS_PARSE_MAX_MX 32    /* MX records kept from one answer */
 #define DNS_PARSE_MAX_ADDRS 16 /* A / AAAA records kept from one answer */
-#define DNS_PARSE_MAX_RRS 64 /* answer-section records considered for the chain */
+#define DNS_PARSE_MAX_RRS 64   /* answer-section records considered for the chain */
 
 /* What an NOERROR / NXDOMAIN answer says about (name, type). */
 enum dns_rr_kind {
@@ -54,18 +54,18 @@ struct dns_mx {
 
 /* One parsed answer. */
 struct dns_answer {
-	uint8_t rcode;		 /* DNS_RCODE_* */
-	uint16_t qtype;		 /* the question's type */
-	char qname[256];	 /* the question's name, lowercase, no trailing dot */
-	char target[256];	 /* where the CNAME chain from qname ended (== qname if none) */
-	unsigned ncname;	 /* CNAME links followed */
-	uint32_t cname_ttl;	 /* minimum TTL of those links (UINT32_MAX when none), for
-				    an answer that stops at a CNAME (see dns.c) */
-	enum dns_rr_kind kind;	 /* for rcode NOERROR / NXDOMAIN */
-	uint32_t ttl;		 /* DNS_RR_DATA: minimum TTL of the records used, CNAMEs too */
-	bool has_soa;		 /* an SOA in the authority section */
-	uint32_t neg_ttl;	 /* with has_soa: min(SOA TTL, SOA MINIMUM), RFC 2308 5 */
-	unsigned nmx;		 /* entries in mx[] (qtype MX) */
+	uint8_t rcode;	       /* DNS_RCODE_* */
+	uint16_t qtype;	       /* the question's type */
+	char qname[256];       /* the question's name, lowercase, no trailing dot */
+	char target[256];      /* where the CNAME chain from qname ended (== qname if none) */
+	unsigned ncname;       /* CNAME links followed */
+	uint32_t cname_ttl;    /* minimum TTL of those links (UINT32_MAX when none), for
+				  an answer that stops at a CNAME (see dns.c) */
+	enum dns_rr_kind kind; /* for rcode NOERROR / NXDOMAIN */
+	uint32_t ttl;	       /* DNS_RR_DATA: minimum TTL of the records used, CNAMEs too */
+	bool has_soa;	       /* an SOA in the authority section */
+	uint32_t neg_ttl;      /* with has_soa: min(SOA TTL, SOA MINIMUM), RFC 2308 5 */
+	unsigned nmx;	       /* entries in mx[] (qtype MX) */
 	struct dns_mx mx[DNS_PARSE_MAX_MX];
 	unsigned naddrs; /* entries in addrs[] (qtype A / AAAA) */
 	struct dns_addr addrs[DNS_PARSE_MAX_ADDRS];
@@ -90,15 +90,15 @@ int dns_name_canon(const char *in, char out[256]);
 
 /* A cached answer for (name, type); valid until the next dns_cache_put(). */
 struct dns_cache_entry {
-	struct dns_cache_entry *hnext;		/* hash chain */
-	struct dns_cache_entry *older, *newer;	/* insertion order, for eviction */
-	uint64_t expires_ms;			/* now_ms >= this: gone */
-	uint16_t type;				/* DNS_T_* */
-	enum dns_rr_kind kind;			/* DNS_RR_* */
-	unsigned n;				/* entries in mx[] or addrs[] (by type) */
-	const struct dns_mx *mx;		/* type MX */
-	const struct dns_addr *addrs;		/* type A / AAAA */
-	char name[256];				/* key, canonical */
+	struct dns_cache_entry *hnext;	       /* hash chain */
+	struct dns_cache_entry *older, *newer; /* insertion order, for eviction */
+	uint64_t expires_ms;		       /* now_ms >= this: gone */
+	uint16_t type;			       /* DNS_T_* */
+	enum dns_rr_kind kind;		       /* DNS_RR_* */
+	unsigned n;			       /* entries in mx[] or addrs[] (by type) */
+	const struct dns_mx *mx;	       /* type MX */
+	const struct dns_addr *addrs;	       /* type A / AAAA */
+	char name[256];			       /* key, canonical */
 };
 
 struct dns_cache;

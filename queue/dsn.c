@@ -572,12 +572,9 @@ static void build_returned(struct dsn_ctx *ctx)
 	const struct dsn_report *rep = ctx->rep;
 	uint8_t ret = rep->env->ret;
 
-	if (ret == ENVELOPE_RET_FULL)
-		ctx->ret_full = true;
-	else if (ret == ENVELOPE_RET_HDRS)
-		ctx->ret_full = false;
-	else
-		ctx->ret_full = ctx->kind == DSN_ACTION_FAILED;
+	/* RFC 3461 4.3: a notice that reports no failure SHOULD return only
+	 * the headers, whatever RET says. */
+	ctx->ret_full = ctx->kind == DSN_ACTION_FAILED && ret != ENVELOPE_RET_HDRS;
 	if (ctx->ret_full && rep->body_len > ctx->max_return) {
 		ctx->ret_full = false;
 		ctx->ret_capped = true;

@@ -92,10 +92,11 @@ bool dsn_wanted(const struct envelope *env, uint32_t r, enum dsn_action action);
  * header line at most 998 octets, not dot-stuffed; the caller frees it) and
  * *msg_len its length.
  *
- * Content returned (RFC 3461 section 4.3): RET=FULL the whole original,
- * RET=HDRS its header section, no RET the whole original for failures and
- * the headers for delays and successes; an original over max_return octets
- * is returned as headers only, and the human part says so.
+ * Content returned (RFC 3461 section 4.3): a failure notice returns the
+ * whole original unless RET=HDRS asked for its header section; delay and
+ * success notices return the headers only, RET=FULL or not (a notice that
+ * reports no failure SHOULD); an original over max_return octets is
+ * returned as headers only, and the human part says so.
  *
  * Returns -EINVAL for a null-sender original, nrcpts == 0, a recipient index
  * out of range, mixed kinds, a malformed status, or a missing or malformed

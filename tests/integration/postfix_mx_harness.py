@@ -14,13 +14,20 @@ the master runs as our child (`master -d`, in its own session) so it is
 stopped by PID; every service runs unchrooted (the chroot would need copies
 of /etc files inside the queue dir); delivery is one catch-all Maildir.
 
-Layout, all under mx.dir (nothing else is read or written: no
-/etc/postfix/main.cf, no system instance, no syslog):
+Layout, all under mx.dir (nothing else is written, and of /etc/postfix
+only master.cf.proto, dynamicmaps.cf and postfix-files are read: no
+/etc/postfix/main.cf, no system instance, no syslog).  The queue's
+subdirectories are made as postfix-files lists them, and every file of
+DIR/etc is dated a minute back, so the master listens at once (Postfix
+sleeps until a configuration file is over a second old):
 
     DIR/etc/main.cf, master.cf, dynamicmaps.cf
     DIR/etc/vmailbox        virtual_mailbox_maps: "@DOMAIN DOMAIN/" each
+                            (or "USER@DOMAIN DOMAIN/" per listed user)
     DIR/etc/rcpt_access     check_recipient_access (reject_rcpt, defer_rcpt)
     DIR/etc/client_access   check_client_access (greet_reply)
+    DIR/etc/data_access     check_client_access (data_reply)
+    DIR/etc/eod_access      check_client_access (eod_reply)
     DIR/queue/              queue_directory (durable, fsync as shipped)
     DIR/data/               data_directory
     DIR/mail/DOMAIN/        one Maildir per domain, owned by nobody
@@ -32,9 +39,15 @@ Delivered-To: <recipient> headers virtual(8) prepends, then the Received: header
 added, then the message as sent with LF line ends (Postfix stores lines, not
 CRLF).  messages(addr) picks the files by their Delivered-To: header;
 split_prepended() cuts those three headers off.  virtual(8) refuses $1
-substitution from a regexp map, hence the @DOMAIN catch-all.
+substitution from a regexp map, hence the @DOMAIN catch-all (or, with
+users, one line per address, all into the domain's one Maildir).
 
 Knobs (set before start()):
+  users         None: every address in the domains exists (catch-all); a
+                list of addresses: only those exist, any other address in
+                the domains gets Postfix's own "550 5.1.1 <addr>: Recipient
+                address rejected: User unknown in virtual mailbox table"
+                (UNKNOWN_USER_REPLY) at RCPT;
   reject_rcpt   set of addresses answered "550 5.1.1 <addr>: Recipient
                 address rejected: User unknown" at RCPT (access(5) map);
   defer_rcpt    set of addresses answered "450 4.2.1 <addr>: Recipient
@@ -46,7 +59,18 @@ Knobs (set before start()):
                 smtpd sends "CODE ENH <unknown[CLIENT-IP]>: Client host
                 rejected: TEXT" instead of its greeting; after 421 (and 521) it disconnects, after 4xx
                 and 554 it answers 503 5.7.0 to every command until QUIT;
-  message_size_limit   bytes (SIZE in EHLO), Postfix's default if None.
+  data_reply    None, or a reply such as "451 4.3.0 Try again later" given
+                to DATA after the recipients were accepted
+                (smtpd_data_restrictions, check_client_access): "CODE ENH
+                <unknown[CLIENT-IP]>: Client host rejected: TEXT";
+  eod_reply     None, or a reply such as "451 4.3.0 Try again later" given
+                after the whole message was sent, in place of the 250
+                (smtpd_end_of_data_restrictions): the same text as
+                data_reply's; nothing is queued or delivered;
+  message_size_limit   bytes (SIZE in EHLO), Postfix's default if None; a
+                bigger message gets "552 5.3.4 Error: message file too big"
+                after its data, a bigger SIZE= "552 5.3.4 Message size
+                exceeds fixed limit" at MAIL FROM.
 EHLO offers PIPELINING, SIZE, VRFY, ETRN, ENHANCEDSTATUSCODES, 8BITMIME,
 DSN, SMTPUTF8 and CHUNKING, as Postfix does by default (no STARTTLS).
 
@@ -80,11 +104,22 @@ POSTFIX = "/usr/sbin/postfix"
 DAEMON_DIR = "/usr/lib/postfix/sbin"
 MASTER = os.path.join(DAEMON_DIR, "master")
 MASTER_CF_PROTO = "/etc/postfix/master.cf.proto"
+POSTFIX_FILES = "/etc/postfix/postfix-files"  # the package's own list of dirs, owners, modes
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
 
 REJECT_TEXT = "User unknown"
 DEFER_TEXT = "Mailbox busy, try again later"
+# What Postfix 3.7 answers (asserted by peer_selftest.py): (code, text).
+# "%s" is the address as the client sent it; CLIENT_REJECT_REPLY's is the
+# client's IP address and TEXT the knob's reply text (greet_reply,
+# data_reply, eod_reply).
+UNKNOWN_USER_REPLY = (550, "5.1.1 <%s>: Recipient address rejected: "
+                           "User unknown in virtual mailbox table")
+REJECT_RCPT_REPLY = (550, "5.1.1 <%s>: Recipient address rejected: " + REJECT_TEXT)
+DEFER_RCPT_REPLY = (450, "4.2.1 <%s>: Recipient address rejected: " + DEFER_TEXT)
+CLIENT_REJECT_TEXT = "<unknown[%s]>: Client host rejected: %s"
+TOO_BIG_REPLY = (552, "5.3.4 Error: message file too big")
 
 
 def free_port_on(address):
@@ -178,21 +213,24 @@ def become_subreaper():
 class PostfixMX:
     """One private Postfix receiving SMTP on address:port for domains.
 
-    PostfixMX(address="127.0.0.3", port=None, domains=["mx.test"],
-              reject_rcpt=(), defer_rcpt=(), greet_reply=None,
-              message_size_limit=None)
+    PostfixMX(address="127.0.0.3", port=None, domains=["mx.test"], users=None,
+              reject_rcpt=(), defer_rcpt=(), greet_reply=None, data_reply=None,
+              eod_reply=None, message_size_limit=None)
     .start() / .stop() or a with block; .address, .port, .dir;
     .messages(addr), .wait_messages(addr, n, timeout), .queue_count()."""
 
-    def __init__(self, address="127.0.0.3", port=None, domains=("mx.test",),
-                 reject_rcpt=(), defer_rcpt=(), greet_reply=None,
-                 message_size_limit=None, name="postfix-mx"):
+    def __init__(self, address="127.0.0.3", port=None, domains=("mx.test",), users=None,
+                 reject_rcpt=(), defer_rcpt=(), greet_reply=None, data_reply=None,
+                 eod_reply=None, message_size_limit=None, name="postfix-mx"):
         self.address = address
         self.port = port
         self.domains = [d.lower() for d in domains]
+        self.users = None if users is None else [u.lower() for u in users]
         self.reject_rcpt = set(reject_rcpt)
         self.defer_rcpt = set(defer_rcpt)
         self.greet_reply = greet_reply
+        self.data_reply = data_reply
+        self.eod_reply = eod_reply
         self.message_size_limit = message_size_limit
         self.name = name
         self.dir = None
@@ -227,7 +265,8 @@ class PostfixMX:
         self.etc = os.path.join(self.dir, "etc")
         self.log_path = os.path.join(self.dir, "maillog")
         self._write_instance()
-        self._postfix("check")  # also creates the queue's subdirectories
+        if not self._make_queue():
+            self._postfix("check")  # also creates the queue's subdirectories
         become_subreaper()
         out = open(os.path.join(self.dir, "master.out"), "ab")
         try:
@@ -307,14 +346,56 @@ class PostfixMX:
             shutil.copy("/etc/postfix/dynamicmaps.cf", self.etc)
         with open(os.path.join(self.etc, "master.cf"), "w") as f:
             f.write(self.master_cf_text())
-        self._write_map("vmailbox", ["@%s %s/" % (d, d) for d in self.domains])
+        if self.users is None:
+            self._write_map("vmailbox", ["@%s %s/" % (d, d) for d in self.domains])
+        else:
+            for u in self.users:
+                sh.check(u.rpartition("@")[2] in self.domains,
+                         "PostfixMX user %s is in one of the domains" % u, u, self.domains)
+            self._write_map("vmailbox", ["%s %s/" % (u, u.rpartition("@")[2])
+                                         for u in self.users])
         rules = ["%s 550 5.1.1 %s" % (a, REJECT_TEXT) for a in sorted(self.reject_rcpt)]
         rules += ["%s 450 4.2.1 %s" % (a, DEFER_TEXT) for a in sorted(self.defer_rcpt)]
         self._write_map("rcpt_access", rules)
         if self.greet_reply:
             self._write_map("client_access", ["0.0.0.0/0 %s" % self.greet_reply])
+        if self.data_reply:
+            self._write_map("data_access", ["0.0.0.0/0 %s" % self.data_reply])
+        if self.eod_reply:
+            self._write_map("eod_access", ["0.0.0.0/0 %s" % self.eod_reply])
         with open(os.path.join(self.etc, "main.cf"), "w") as f:
             f.write(self.main_cf_text(nobody, nogroup))
+        # Postfix waits until a configuration file or texthash map is over a
+        # second old before it trusts it (one 300 ms sleep after another, so
+        # an edit in progress is not half read): date ours back instead.
+        past = time.time() - 60
+        for n in os.listdir(self.etc):
+            os.utime(os.path.join(self.etc, n), (past, past))
+
+    def _make_queue(self):
+        """Create the queue's subdirectories as postfix-files(5) lists them
+        (owner, group, mode), which is what `postfix check` does through
+        post-install, without its 2 s of checks over the installed files.
+        Returns False when the list is missing (the caller then runs
+        `postfix check`)."""
+        try:
+            with open(POSTFIX_FILES) as f:
+                rows = [l.strip().split(":") for l in f if l.startswith("$queue_directory/")]
+        except OSError:
+            return False
+        names = {"$mail_owner": "postfix", "$setgid_group": "postdrop"}
+        made = 0
+        for row in rows:
+            if len(row) < 5 or row[1] != "d":
+                continue
+            path = os.path.join(self.dir, "queue", row[0][len("$queue_directory/"):])
+            os.mkdir(path)
+            uid = pwd.getpwnam(names.get(row[2], row[2])).pw_uid
+            gid = -1 if row[3] == "-" else grp.getgrnam(names.get(row[3], row[3])).gr_gid
+            os.chown(path, uid, gid)
+            os.chmod(path, int(row[4], 8))
+            made += 1
+        return made > 0
 
     def _write_map(self, name, lines):
         with open(os.path.join(self.etc, name), "w") as f:
@@ -382,6 +463,11 @@ class PostfixMX:
         if self.greet_reply:
             lines.append("smtpd_delay_reject = no")
             lines.append("smtpd_client_restrictions = check_client_access cidr:%s/client_access" % e)
+        if self.data_reply:
+            lines.append("smtpd_data_restrictions = check_client_access cidr:%s/data_access" % e)
+        if self.eod_reply:
+            lines.append("smtpd_end_of_data_restrictions = check_client_access cidr:%s/eod_access"
+                         % e)
         return "\n".join(lines) + "\n"
 
     # -- readiness

@@ -18,7 +18,9 @@ pipelined them).
 Faults: greeting=(code, text) (a 4xx/5xx greeting, then the close the RFC
 asks for), ehlo_code (5xx: the client must fall back to HELO), mail_reply /
 rcpt_reply / data_reply (callables returning None for 250, or (code,
-text)), close_after_mail (drop the connection after MAIL: a broken server).
+text)), close_after_mail (drop the connection after MAIL: a broken server),
+stall_greeting (accept, then say nothing: the client's greeting timeout).
+p.max_concurrent is the most connections open at once.
 Everything runs in one thread per connection; stop() closes the listener
 and every connection and joins them.  Only loopback addresses.
 """
@@ -28,9 +30,27 @@ import threading
 import time
 
 
+class Concurrency:
+    """Connections open at once across several peers (pass one to each)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.now = 0
+        self.max = 0
+
+    def enter(self):
+        with self.lock:
+            self.now += 1
+            self.max = max(self.max, self.now)
+
+    def leave(self):
+        with self.lock:
+            self.now -= 1
+
+
 class SmtpPeer:
     def __init__(self, address="127.0.0.1", port=0, exts=("PIPELINING", "8BITMIME"),
-                 hostname="peer.test", greeting=None, ehlo_code=250):
+                 hostname="peer.test", greeting=None, ehlo_code=250, tracker=None):
         if not address.startswith("127."):
             raise ValueError("loopback only: %s" % address)
         self.address = address
@@ -42,6 +62,10 @@ class SmtpPeer:
         self.rcpt_reply = lambda addr: None
         self.data_reply = lambda msg: None
         self.close_after_mail = False
+        self.stall_greeting = False
+        self.open_now = 0
+        self.max_concurrent = 0
+        self.tracker = tracker
         self.messages = []
         self.connections = 0
         self.commands = []  # every command line, in order (bytes)
@@ -112,16 +136,32 @@ class SmtpPeer:
                 self.connections += 1
                 n = self.connections
                 self.conns.append(c)
+                self.open_now += 1
+                self.max_concurrent = max(self.max_concurrent, self.open_now)
+            if self.tracker:
+                self.tracker.enter()
             t = threading.Thread(target=self._serve, args=(c, n), daemon=True)
             self.threads.append(t)
             t.start()
 
+    def _left(self, session):
+        """A connection stops counting as open once QUIT is answered (the
+        client may open the next one before our thread is done)."""
+        if session.counted:
+            session.counted = False
+            with self.lock:
+                self.open_now -= 1
+            if self.tracker:
+                self.tracker.leave()
+
     def _serve(self, c, n):
+        sess = _Session(self, c, n)
         try:
-            _Session(self, c, n).run()
+            sess.run()
         except OSError:
             pass
         finally:
+            self._left(sess)
             with self.lock:
                 if c in self.conns:
                     self.conns.remove(c)
@@ -134,6 +174,7 @@ class _Session:
         self.s = sock
         self.n = n
         self.buf = b""
+        self.counted = True
         self.s.settimeout(30)
 
     def send(self, code, text, more=()):
@@ -163,6 +204,10 @@ class _Session:
 
     def run(self):
         p = self.p
+        if p.stall_greeting:
+            while self.s.recv(4096):  # until the client gives up and closes
+                pass
+            return
         if p.greeting:
             self.send(p.greeting[0], p.greeting[1])
             # RFC 5321 3.1: after a 554 greeting the server waits for QUIT.
@@ -235,6 +280,7 @@ class _Session:
             elif u == b"NOOP":
                 self.send(250, "2.0.0 ok")
             elif u == b"QUIT":
+                self.p._left(self)
                 self.send(221, "2.0.0 bye")
                 return
             else:

@@ -58,8 +58,8 @@ static void test_ttl_expiry(void **state)
 		uint64_t put_at, get_at;
 		bool want;
 	} cases[] = {
-	    {10, 1000, 1000, true},	{10, 1000, 10999, true}, {10, 1000, 11000, false},
-	    {10, 1000, 50000, false}, {1, 0, 999, true},	 {1, 0, 1000, false},
+	    {10, 1000, 1000, true},	{10, 1000, 10999, true},     {10, 1000, 11000, false},
+	    {10, 1000, 50000, false},	{1, 0, 999, true},	     {1, 0, 1000, false},
 	    {86400, 5, 86400004, true}, {86400, 5, 86400005, false},
 	};
 
@@ -157,8 +157,8 @@ static void test_negative(void **state)
 	(void)state;
 	assert_non_null(c);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-		assert_int_equal(dns_cache_put(c, cases[i].name, cases[i].type, cases[i].kind,
-					       NULL, 0, cases[i].ttl_s, 10000),
+		assert_int_equal(dns_cache_put(c, cases[i].name, cases[i].type, cases[i].kind, NULL,
+					       0, cases[i].ttl_s, 10000),
 				 0);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		uint64_t end = 10000 + (uint64_t)cases[i].ttl_s * 1000;
@@ -252,7 +252,7 @@ static void test_sweep_before_evict(void **state)
 	assert_int_equal(dns_cache_count(c), 2);
 
 	/* After the interval, the sweep takes every expired entry at once. */
-	put_a(c, "d.test", 1, 2200); /* expires at 3200 */
+	put_a(c, "d.test", 1, 2200);   /* expires at 3200 */
 	put_a(c, "e.test", 100, 3300); /* full (b c d): the sweep takes d */
 	assert_int_equal(dns_cache_count(c), 3);
 	assert_true(has_a(c, "b.test", 3300));
@@ -347,9 +347,12 @@ static void test_many(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_ttl_expiry),	       cmocka_unit_test(test_contents_and_keys),
-	    cmocka_unit_test(test_negative),	       cmocka_unit_test(test_capacity_eviction),
-	    cmocka_unit_test(test_sweep_before_evict), cmocka_unit_test(test_caps),
+	    cmocka_unit_test(test_ttl_expiry),
+	    cmocka_unit_test(test_contents_and_keys),
+	    cmocka_unit_test(test_negative),
+	    cmocka_unit_test(test_capacity_eviction),
+	    cmocka_unit_test(test_sweep_before_evict),
+	    cmocka_unit_test(test_caps),
 	    cmocka_unit_test(test_many),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -98,8 +98,8 @@ static void pb_rr_end(struct pb *p)
 	p->b[p->rdlen_at + 1] = (uint8_t)len;
 }
 
-static void pb_mx(struct pb *p, unsigned owner_ptr, uint32_t ttl, unsigned pref,
-		  const char *host, unsigned host_ptr)
+static void pb_mx(struct pb *p, unsigned owner_ptr, uint32_t ttl, unsigned pref, const char *host,
+		  unsigned host_ptr)
 {
 	pb_u16(p, 0xc000 | owner_ptr);
 	pb_rr(p, DNS_T_MX, ttl);
