@@ -10,6 +10,8 @@ records every transaction.  Checked:
     queue_retry_min and then delivered, 550 failed with a failure notice to
     the (local) sender, read with Python's email package field by field;
   - the remote SIZE: a message over it fails with 5.3.4, noticed;
+  - an 8-bit message to a server without 8BITMIME (RFC 6152) is not sent
+    as is: it fails with 5.6.3 and a notice;
   - a null-sender message is never answered with a notice;
   - after a restart nothing is pending: every outcome was journalled.
 """
@@ -50,6 +52,15 @@ def notices(d):
     return out
 
 
+def blocks_for(d, rcpt):
+    """Per-recipient blocks about rcpt in every notice (Maildir order is
+    not arrival order, so notices are found by what they report)."""
+    out = []
+    for m in notices(d):
+        out.extend(b for b in status_fields(m)[1] if b["Final-Recipient"] == "rfc822; " + rcpt)
+    return out
+
+
 def status_fields(msg):
     """(per-message fields, [per-recipient fields]) of a delivery-status part."""
     parts = list(msg.iter_parts())
@@ -61,7 +72,8 @@ def status_fields(msg):
 
 
 def body_test():
-    with SmtpPeer("127.0.0.1", exts=("PIPELINING", "SIZE 4000", "8BITMIME", "ENHANCEDSTATUSCODES")) as peer:
+    with SmtpPeer("127.0.0.1", exts=("PIPELINING", "SIZE 4000", "8BITMIME", "ENHANCEDSTATUSCODES")) as peer, \
+            SmtpPeer("127.0.0.1", exts=("PIPELINING",)) as seven:
         later_seen = []
 
         def rcpt_reply(addr):
@@ -77,7 +89,8 @@ def body_test():
         d = Daemon("relay-smarthost", queue_retry_min=1, queue_retry_max=1,
                    delay_warning=0, relay_idle_timeout=10)
         d.routes = d.default_routes() + [
-            {"domain": "remote.test", "action": "relay-via", "via": "[127.0.0.1]:%d" % peer.port}]
+            {"domain": "remote.test", "action": "relay-via", "via": "[127.0.0.1]:%d" % peer.port},
+            {"domain": "seven.test", "action": "relay-via", "via": "[127.0.0.1]:%d" % seven.port}]
         d.write_config()
         d.start()
 
@@ -143,21 +156,32 @@ def body_test():
         big = body(9) + b"x" * 70 + b"\r\n"
         big = big * 60
         send_smtplib(d.port, "alice@known.test", ["a@remote.test"], big)
-        wait_until(lambda: len(notices(d)) >= 2, 10, "the notice for the oversized message")
-        f = status_fields(notices(d)[1])[1][0]
+        wait_until(lambda: blocks_for(d, "a@remote.test"), 10, "the notice for the oversized message")
+        f = blocks_for(d, "a@remote.test")[0]
         check_eq(f["Status"], "5.3.4", "SIZE refusal status")
         info("ok message over the remote SIZE failed with 5.3.4 and a notice")
 
-        # 5. A null-sender message that fails gets no notice.
+        # 5. 8-bit data to a server without 8BITMIME: refused here, 5.6.3.
+        eight = b"From: alice@known.test\r\nSubject: 8bit\r\n\r\ncaf\xc3\xa9\r\n"
+        c, t = send_smtplib(d.port, "alice@known.test", ["x@seven.test"], eight,
+                            mail_options=("BODY=8BITMIME",))
+        check_eq(c, 250, "8-bit message accepted")
+        wait_until(lambda: blocks_for(d, "x@seven.test"), 10, "the notice for the 8-bit message")
+        f = blocks_for(d, "x@seven.test")[0]
+        check_eq(f["Status"], "5.6.3", "8-bit without 8BITMIME: 5.6.3")
+        check_eq(seven.messages, [], "nothing sent to the 7-bit server")
+        info("ok 8-bit message to a server without 8BITMIME: failed 5.6.3, noticed")
+
+        # 6. A null-sender message that fails gets no notice.
         r = send_smtplib(d.port, "", ["bad@remote.test"], body(10))
         qid10 = qid_of(r[1])
         wait_until(lambda: d.log_lines(r"\b%s failed to=<bad@remote.test>" % qid10), 10,
                    "the null-sender message fails")
         check_eq(d.log_lines(r"\b%s notice=" % qid10), [], "no notice for the null sender")
-        check_eq(len(notices(d)), 2, "still two notices")
+        check_eq(len(notices(d)), 3, "still three notices")
         info("ok null sender: failed, no notice")
 
-        # 6. Everything was journalled: a restart finds nothing pending.
+        # 7. Everything was journalled: a restart finds nothing pending.
         wait_until(lambda: d.log_lines(r"\b%s delivered to=<later@remote.test>" % qid8), 10,
                    "later@ delivered")
         d.stop()
