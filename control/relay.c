@@ -75,8 +75,8 @@ static bool relay_hostname_ok(const char *s)
 	return true;
 }
 
-struct relay *relay_new(struct spool *sp, struct delivery *dl, const struct relay_cfg *cfg,
-			char *err, size_t errlen)
+struct relay *relay_new(struct spool *sp, relay_notice_fn *notice, void *notice_arg,
+			const struct relay_cfg *cfg, char *err, size_t errlen)
 {
 	struct relay *r = calloc(1, sizeof(*r));
 	if (!r) {
@@ -84,7 +84,8 @@ struct relay *relay_new(struct spool *sp, struct delivery *dl, const struct rela
 		return NULL;
 	}
 	r->sp = sp;
-	r->dl = dl;
+	r->notice = notice;
+	r->notice_arg = notice_arg;
 	r->cfg = *cfg;
 	r->hostname = strdup(relay_hostname_ok(cfg->hostname) ? cfg->hostname : "localhost");
 	r->cfg.hostname = r->hostname;

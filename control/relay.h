@@ -44,7 +44,8 @@
 #include "queue/retry.h"
 #include "queue/spool.h"
 
-struct delivery;
+/* Where notices go once durable: delivery_submit() in sluiced. */
+typedef void relay_notice_fn(void *arg, const struct spool_ref *ref, uint32_t nrcpts);
 
 /* Where a job goes. */
 enum relay_kind {
@@ -88,10 +89,11 @@ struct relay_submission {
 
 struct relay;
 
-/* A relay agent (no thread yet).  notices go to dl for delivery.  Returns
- * NULL with err set (DNS set-up, memory). */
-struct relay *relay_new(struct spool *sp, struct delivery *dl, const struct relay_cfg *cfg,
-			char *err, size_t errlen);
+/* A relay agent (no thread yet).  Durable notices go to notice(arg, ...)
+ * for delivery (NULL: they wait in the spool for the next start).
+ * Returns NULL with err set (DNS set-up, memory). */
+struct relay *relay_new(struct spool *sp, relay_notice_fn *notice, void *notice_arg,
+			const struct relay_cfg *cfg, char *err, size_t errlen);
 
 /* Start the thread.  Returns 0 or -errno. */
 int relay_start(struct relay *r);

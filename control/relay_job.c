@@ -9,7 +9,6 @@
 #include <time.h>
 
 #include "common/log.h"
-#include "control/delivery.h"
 #include "control/relay_pvt.h"
 #include "queue/dsn.h"
 
@@ -259,8 +258,8 @@ void relay_notice_poll(struct relay *r)
 	while (done) {
 		struct relay_notice_wait *w = done;
 		done = w->next;
-		if (r->dl)
-			delivery_submit(r->dl, &w->notice, 1);
+		if (r->notice)
+			r->notice(r->notice_arg, &w->notice, 1);
 		free(w);
 	}
 }

@@ -128,7 +128,8 @@ struct relay_notice_wait {
 
 struct relay {
 	struct spool *sp;
-	struct delivery *dl;
+	relay_notice_fn *notice;
+	void *notice_arg;
 	struct relay_cfg cfg;
 	char *hostname;
 	struct spool_writer *w; /* notices */

@@ -193,7 +193,7 @@ static int run(const char *path)
 	}
 	struct relay_cfg rcfg;
 	relay_cfg_from(cfg, &rcfg);
-	rl = relay_new(sp, dl, &rcfg, err, sizeof(err));
+	rl = relay_new(sp, delivery_submit, dl, &rcfg, err, sizeof(err));
 	if (!rl) {
 		log_err("relay: cannot set up: %s", err);
 		goto out_delivery;
