@@ -382,6 +382,8 @@ static void delivery_route_remote(struct delivery *d, struct delivery_ctx *c, ui
 				  const char *status, const char *text)
 {
 	if (d->remote == NULL) {
+		if (kind == RELAY_KIND_DELIVERED)
+			return; /* no agent, no success notice */
 		if (kind == RELAY_KIND_FAIL) {
 			delivery_fail_rcpt(d, c, i, text);
 			return;
@@ -404,7 +406,7 @@ static bool delivery_remote_same(const struct delivery_remote *a, const struct d
 {
 	if (!b->set || a->kind != b->kind || a->port != b->port)
 		return false;
-	if (a->kind == RELAY_KIND_FAIL)
+	if (a->kind == RELAY_KIND_FAIL || a->kind == RELAY_KIND_DELIVERED)
 		return strcmp(a->status, b->status) == 0 && strcmp(a->text, b->text) == 0;
 	return strcasecmp(a->name, b->name) == 0;
 }
@@ -446,7 +448,7 @@ static void delivery_remote_submit(struct delivery *d, struct delivery_ctx *c)
 			log_err("%s delivery: remote agent refused %u rcpts: %s; they stay queued "
 				"until restart",
 				c->qid, k ? k : 1, strerror(-rc));
-		else if (x->kind != RELAY_KIND_FAIL)
+		else if (x->kind != RELAY_KIND_FAIL && x->kind != RELAY_KIND_DELIVERED)
 			for (uint32_t j = 0; j < k; j++) {
 				log_info("%s queued to=%s relay=%s%s%s", c->qid,
 					 c->env.rcpts[idx[j]].addr,
@@ -684,6 +686,14 @@ static struct maildir_job *delivery_copies_write(struct delivery *d, struct deli
 			if (delivery_journal(d, c, cp->rcpt, SPOOL_RCPT_DELIVERED) < 0)
 				jobs[k].tag = NULL;
 			delivery_count(&d->delivered);
+			/* NOTIFY=SUCCESS: the relay composes the "delivered"
+			 * notice (RFC 3461 4.1) like any other. */
+			if (c->env.rcpts[cp->rcpt].notify & ENVELOPE_NOTIFY_SUCCESS &&
+			    c->env.sender[0] != '\0') {
+				delivery_route_remote(d, c, cp->rcpt, RELAY_KIND_DELIVERED, NULL, 0,
+						      "2.0.0", "delivered to the mailbox");
+				delivery_remote_submit(d, c);
+			}
 		} else if (rc == -EINVAL || rc == -ENAMETOOLONG) {
 			/* No mailbox can ever be made for this name. */
 			delivery_route_remote(d, c, cp->rcpt, RELAY_KIND_FAIL, NULL, 0, "5.1.3",

@@ -157,7 +157,8 @@ int relay_submit(struct relay *r, const struct relay_submission *s)
 {
 	if (s->nrcpts == 0 || s->nrcpts > RELAY_MAX_RCPTS)
 		return -EINVAL;
-	size_t nlen = s->kind == RELAY_KIND_FAIL || !s->name ? 0 : strlen(s->name);
+	bool local = s->kind == RELAY_KIND_FAIL || s->kind == RELAY_KIND_DELIVERED;
+	size_t nlen = local || !s->name ? 0 : strlen(s->name);
 	struct relay_input *in = malloc(sizeof(*in) + nlen + 1);
 	struct relay_job *job = malloc(sizeof(*job) + s->nrcpts * sizeof(job->rcpts[0]));
 	if (!in || !job) {
@@ -171,7 +172,7 @@ int relay_submit(struct relay *r, const struct relay_submission *s)
 	job->nrcpts = s->nrcpts;
 	for (uint32_t i = 0; i < s->nrcpts; i++)
 		job->rcpts[i] = s->rcpts[i] | (s->noticed && s->noticed[i] ? RELAY_RCPT_NOTICED : 0);
-	if (s->kind == RELAY_KIND_FAIL) {
+	if (local) {
 		const char *st = s->fail_status ? s->fail_status : "5.0.0";
 		const char *tx = s->fail_text ? s->fail_text : "delivery failed";
 		size_t a = strlen(st) + 1, b = strlen(tx) + 1;
@@ -361,11 +362,13 @@ static void relay_take_input(struct relay *r)
 		struct relay_job *job = in->job;
 		relay_count(&r->st_queued, 1);
 		relay_count(&r->st_queued_rcpts, job->nrcpts);
-		if (in->kind == RELAY_KIND_FAIL) {
-			struct relay_result all = {.code = 550};
+		if (in->kind == RELAY_KIND_FAIL || in->kind == RELAY_KIND_DELIVERED) {
+			struct relay_result all = {.local = true};
 			snprintf(all.enh, sizeof(all.enh), "%s", job->fail);
 			all.text = job->fail + strlen(job->fail) + 1;
-			all.code = all.enh[0] == '4' ? 450 : 550;
+			all.code = all.enh[0] == '2' ? 250 : all.enh[0] == '4' ? 450 : 550;
+			if (in->kind == RELAY_KIND_DELIVERED)
+				job->flags = RELAY_JOB_SAY_DELIVERED | RELAY_JOB_JOURNALLED;
 			relay_job_finish(r, job, NULL, &all, NULL, NULL, 0, NULL);
 			free(in);
 			continue;

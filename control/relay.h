@@ -21,7 +21,9 @@
  * turn; a connection failure, a greeting other than 220, a failed EHLO or a
  * timeout falls over to the next address.
  *
- * Outcomes per recipient: 2xx -> DELIVERED; 5xx (or a DNS answer that rules
+ * Outcomes per recipient: 2xx -> DELIVERED (and, with NOTIFY=SUCCESS, a
+ * "relayed" notice when the server does not offer DSN, a "delivered" one
+ * after LMTP or Maildir; a server with DSN gets NOTIFY passed on); 5xx (or a DNS answer that rules
  * delivery out: NXDOMAIN, null MX) -> FAILED after its failure notice is
  * durably queued; 4xx -> deferred: tried again after retry_delay_ms(), a
  * delay notice once delay_warning has passed (journalled, so never twice),
@@ -53,6 +55,8 @@ enum relay_kind {
 	RELAY_KIND_HOST,   /* name is a smart host (name or address literal) on port */
 	RELAY_KIND_LMTP,   /* name is an LMTP server (name or address literal) on port */
 	RELAY_KIND_FAIL,   /* no destination: fail the recipients now (notice) */
+	RELAY_KIND_DELIVERED, /* delivered and journalled already (Maildir): only the
+				 NOTIFY=SUCCESS notices are left to send */
 };
 
 struct relay_cfg {
@@ -83,8 +87,8 @@ struct relay_submission {
 	const uint32_t *rcpts;	  /* recipient indexes into the record */
 	const bool *noticed;	  /* per entry of rcpts: delay notice already sent; NULL = none */
 	uint32_t nrcpts;
-	const char *fail_status;  /* FAIL: "5.1.1" */
-	const char *fail_text;	  /* FAIL: diagnostic ("unknown user") */
+	const char *fail_status;  /* FAIL: "5.1.1"; DELIVERED: "2.0.0" */
+	const char *fail_text;	  /* FAIL: diagnostic ("unknown user"); DELIVERED: what happened */
 };
 
 struct relay;

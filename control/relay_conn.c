@@ -439,6 +439,13 @@ static void relay_conn_msg_finish(struct relay_conn *c)
 		return;
 	struct relay_result lost = {.code = 421, .enh = "4.4.2", .local = true};
 	lost.text = (char *)"no reply for this recipient";
+	/* A server with DSN takes NOTIFY=SUCCESS over (the engine passes it
+	 * on); otherwise it is ours to say (RFC 3461 4.1). */
+	const struct smtp_ehlo_exts *x = smtp_client_exts(c->cli);
+	job->flags = 0;
+	if (!x || !(x->flags & SMTP_EXT_DSN))
+		job->flags = c->dest->kind == RELAY_KIND_LMTP ? RELAY_JOB_SAY_DELIVERED
+							      : RELAY_JOB_SAY_RELAYED;
 	relay_job_finish(c->r, job, c->res, &lost, &c->env, c->body, c->body_len,
 			 relay_conn_host(c));
 	/* The job belongs to the heap now, or is gone. */

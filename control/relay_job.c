@@ -171,6 +171,9 @@ static int relay_notice(struct relay *r, struct relay_job *job, enum dsn_action 
 			enh = "5.4.7";
 		else if (kind == DSN_ACTION_DELAYED && enh[0] != '4')
 			enh = "4.0.0";
+		else if ((kind == DSN_ACTION_DELIVERED || kind == DSN_ACTION_RELAYED) &&
+			 enh[0] != '2')
+			enh = "2.0.0";
 		snprintf(status[i], sizeof(status[i]), "%s", enh);
 		dr[i].status = status[i];
 		dr[i].diagnostic = o[i].diag;
@@ -209,10 +212,11 @@ static int relay_notice(struct relay *r, struct relay_job *job, enum dsn_action 
 		log_warn("%s notice: cannot queue: %s (tried again later)", qid, strerror(-rc));
 		return rc;
 	}
-	rc = relay_notice_wait_add(r, lsn, &nref, &job->ref,
-				   kind == DSN_ACTION_FAILED ? SPOOL_RCPT_FAILED
-							     : SPOOL_RCPT_DELAY_NOTICED,
-				   o, n);
+	/* PENDING: nothing to journal once it is durable (success). */
+	enum spool_rcpt_state then = kind == DSN_ACTION_FAILED	  ? SPOOL_RCPT_FAILED
+				     : kind == DSN_ACTION_DELAYED ? SPOOL_RCPT_DELAY_NOTICED
+								  : SPOOL_RCPT_PENDING;
+	rc = relay_notice_wait_add(r, lsn, &nref, &job->ref, then, o, n);
 	if (rc < 0) {
 		/* Queued but we cannot follow it: delivered after a restart,
 		 * and the recipients noticed again then. */
@@ -246,7 +250,7 @@ void relay_notice_poll(struct relay *r)
 			free(w);
 			continue;
 		}
-		for (uint32_t i = 0; i < w->n; i++)
+		for (uint32_t i = 0; i < w->n && w->state != SPOOL_RCPT_PENDING; i++)
 			relay_journal(r, &w->orig, w->rcpts[i], w->state, qid);
 		w->next = NULL;
 		*tail = w;
@@ -267,8 +271,9 @@ void relay_notice_poll(struct relay *r)
 /* ---- finishing an attempt ---- */
 
 struct relay_sorted {
-	struct relay_outcome *failed, *delayed;
-	uint32_t nfailed, ndelayed;
+	struct relay_outcome *failed, *delayed, *success;
+	uint32_t nfailed, ndelayed, nsuccess;
+	enum dsn_action say; /* DELIVERED or RELAYED, for success */
 	uint32_t *keep; /* job->rcpts entries still deferred */
 	uint32_t nkeep;
 	uint32_t ndelivered;
@@ -290,11 +295,24 @@ static void relay_sort(struct relay *r, struct relay_job *job, const struct rela
 		const char *addr = env && idx < env->nrcpts ? env->rcpts[idx].addr : NULL;
 		unsigned cls = x->code / 100;
 		if (cls == 2) {
-			log_info("%s delivered to=<%s> relay=%s status=\"%u %s %s\"", qid,
-				 addr ? addr : "?",
-				 remote ? remote : "-", x->code, x->enh, x->text ? x->text : "");
-			relay_journal(r, &job->ref, idx, SPOOL_RCPT_DELIVERED, qid);
-			s->ndelivered++;
+			if (!(job->flags & RELAY_JOB_JOURNALLED)) {
+				log_info("%s delivered to=<%s> relay=%s status=\"%u %s %s\"", qid,
+					 addr ? addr : "?", remote ? remote : "-", x->code, x->enh,
+					 x->text ? x->text : "");
+				relay_journal(r, &job->ref, idx, SPOOL_RCPT_DELIVERED, qid);
+				s->ndelivered++;
+			}
+			enum dsn_action say = job->flags & RELAY_JOB_SAY_DELIVERED
+						  ? DSN_ACTION_DELIVERED
+						  : DSN_ACTION_RELAYED;
+			if ((job->flags & (RELAY_JOB_SAY_DELIVERED | RELAY_JOB_SAY_RELAYED)) && env &&
+			    dsn_wanted(env, idx, say)) {
+				struct relay_outcome *o = &s->success[s->nsuccess++];
+				o->res = x;
+				o->rcpt = idx;
+				relay_diagnostic(x, o->diag, sizeof(o->diag));
+				s->say = say;
+			}
 			continue;
 		}
 		if (cls == 5 || expired) {
@@ -365,7 +383,7 @@ static bool relay_needs_record(struct relay *r, const struct relay_job *job,
 			       const struct relay_result *res, const struct relay_result *all)
 {
 	int64_t now = time(NULL);
-	if (retry_expired(&r->cfg.retry, job->arrival, now))
+	if (retry_expired(&r->cfg.retry, job->arrival, now) || (job->flags & RELAY_JOB_JOURNALLED))
 		return true;
 	bool delay_due = retry_delay_notice_due(&r->cfg.retry, job->arrival, now);
 	for (uint32_t i = 0; i < job->nrcpts; i++) {
@@ -390,6 +408,11 @@ static void relay_send_notices(struct relay *r, struct relay_job *job, struct re
 	if (s->ndelayed)
 		relay_notice(r, job, DSN_ACTION_DELAYED, s->delayed, s->ndelayed, env, body,
 			     body_len, remote, qid);
+	/* Best effort: the 2xx is journalled already, and a lost success
+	 * notice beats a message delivered twice. */
+	if (s->nsuccess)
+		relay_notice(r, job, s->say, s->success, s->nsuccess, env, body, body_len, remote,
+			     qid);
 }
 
 void relay_job_finish(struct relay *r, struct relay_job *job, const struct relay_result *res,
@@ -399,7 +422,7 @@ void relay_job_finish(struct relay *r, struct relay_job *job, const struct relay
 	char qid[SPOOL_QID_LEN + 1];
 	spool_qid_format(&job->ref, qid);
 	uint32_t n = job->nrcpts;
-	struct relay_outcome *o = malloc(2 * n * sizeof(*o));
+	struct relay_outcome *o = malloc(3 * n * sizeof(*o));
 	uint32_t *keep = malloc(n * sizeof(*keep));
 	if (!o || !keep) {
 		free(o);
@@ -438,7 +461,7 @@ void relay_job_finish(struct relay *r, struct relay_job *job, const struct relay
 			body = lbody;
 		}
 	}
-	struct relay_sorted s = {.failed = o, .delayed = o + n, .keep = keep};
+	struct relay_sorted s = {.failed = o, .delayed = o + n, .success = o + 2 * n, .keep = keep};
 	relay_sort(r, job, res, all, env, &s, qid, remote);
 	relay_count(&r->st_delivered, s.ndelivered);
 	relay_count(&r->st_failed, s.nfailed);
@@ -463,6 +486,7 @@ void relay_job_finish(struct relay *r, struct relay_job *job, const struct relay
 	job->nrcpts = s.nkeep;
 	free(keep);
 	job->tries++;
+	job->flags = 0;
 	bool noticed = true;
 	for (uint32_t i = 0; i < job->nrcpts; i++)
 		noticed = noticed && (job->rcpts[i] & RELAY_RCPT_NOTICED);

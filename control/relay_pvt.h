@@ -19,6 +19,10 @@
 /* Bit in relay_job.rcpts[]: this recipient's delay notice went out. */
 #define RELAY_RCPT_NOTICED 0x80000000u
 #define RELAY_RCPT_INDEX(v) ((v) & ~RELAY_RCPT_NOTICED)
+/* relay_job.flags: what a 2xx means for NOTIFY=SUCCESS (RFC 3461 4.1). */
+#define RELAY_JOB_SAY_RELAYED 0x01   /* server without DSN: a "relayed" notice */
+#define RELAY_JOB_SAY_DELIVERED 0x02 /* final delivery (LMTP, Maildir): "delivered" */
+#define RELAY_JOB_JOURNALLED 0x04    /* outcome journalled already: notices only */
 
 /*
  * One stored message and its recipients for one destination: the queue
@@ -33,6 +37,7 @@ struct relay_job {
 	int64_t retry_at;	 /* CLOCK_MONOTONIC ms of the next try (deferred) */
 	struct spool_ref ref;
 	uint16_t tries;		 /* attempts that ended deferred */
+	uint8_t flags;		 /* RELAY_JOB_*, for the attempt being finished */
 	uint32_t nrcpts;
 	uint32_t rcpts[];	 /* index in the record | RELAY_RCPT_NOTICED */
 };

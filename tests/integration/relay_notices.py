@@ -133,6 +133,15 @@ def body():
         tries = [l for l in peer.commands if l.startswith(b"RCPT TO:<slow@remote.test>")]
         check(len(tries) >= 6, "several tries per message on the 1 s schedule", len(tries), ">= 6")
         info("ok NOTIFY=NEVER none, NOTIFY=FAILURE failure only; %d tries seen" % len(tries))
+        # The peer offers DSN: NOTIFY, ORCPT, RET and ENVID go on to it.
+        rcpts = [l.decode() for l in peer.commands if l.startswith(b"RCPT TO:<slow@remote.test>")]
+        mails = [l.decode() for l in peer.commands if l.startswith(b"MAIL FROM:")]
+        check(any("ORCPT=rfc822;orig@remote.test" in l for l in rcpts), "ORCPT passed on", rcpts[:3])
+        check(any("NOTIFY=NEVER" in l for l in rcpts), "NOTIFY=NEVER passed on", rcpts[:3])
+        check(any("NOTIFY=FAILURE" in l for l in rcpts), "NOTIFY=FAILURE passed on", rcpts[:3])
+        check(any("RET=HDRS" in l and "ENVID=env-one" in l for l in mails),
+              "RET and ENVID passed on", mails[:3])
+        info("ok DSN parameters passed on to a server that offers DSN")
 
         # The notices themselves were delivered and journalled: restart
         # finds nothing pending.

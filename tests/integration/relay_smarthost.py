@@ -13,6 +13,8 @@ records every transaction.  Checked:
   - an 8-bit message to a server without 8BITMIME (RFC 6152) is not sent
     as is: it fails with 5.6.3 and a notice;
   - a null-sender message is never answered with a notice;
+  - NOTIFY=SUCCESS (RFC 3461): the peer offers no DSN, so sluice says
+    "relayed" itself; a local Maildir delivery gets a "delivered" notice;
   - after a restart nothing is pending: every outcome was journalled.
 """
 
@@ -181,7 +183,27 @@ def body_test():
         check_eq(len(notices(d)), 3, "still three notices")
         info("ok null sender: failed, no notice")
 
-        # 7. Everything was journalled: a restart finds nothing pending.
+        # 7. NOTIFY=SUCCESS: "relayed" (the peer has no DSN), "delivered"
+        # (Maildir).
+        with smtplib.SMTP("127.0.0.1", d.port, local_hostname="client.test", timeout=10) as sm:
+            sm.ehlo()
+            check_eq(sm.mail("alice@known.test")[0], 250, "MAIL")
+            check_eq(sm.rcpt("ok@remote.test", ["NOTIFY=SUCCESS"])[0], 250, "RCPT remote")
+            check_eq(sm.rcpt("bob@known.test", ["NOTIFY=SUCCESS,FAILURE"])[0], 250, "RCPT local")
+            check_eq(sm.rcpt("quiet@remote.test")[0], 250, "RCPT without NOTIFY")
+            check_eq(sm.data(body(11))[0], 250, "DATA")
+        wait_until(lambda: blocks_for(d, "ok@remote.test") and blocks_for(d, "bob@known.test"),
+                   10, "the success notices")
+        f = blocks_for(d, "ok@remote.test")[0]
+        check_eq((f["Action"], f["Status"], f["Remote-MTA"]), ("relayed", "2.0.0", "dns; 127.0.0.1"),
+                 "relayed to a server without DSN")
+        f = blocks_for(d, "bob@known.test")[0]
+        check_eq((f["Action"], f["Status"]), ("delivered", "2.0.0"), "delivered into Maildir")
+        check_eq(blocks_for(d, "quiet@remote.test"), [], "no success notice without NOTIFY")
+        check_eq(d.mail_count("known.test", "bob"), 1, "bob has the message itself")
+        info("ok NOTIFY=SUCCESS: relayed and delivered notices")
+
+        # 8. Everything was journalled: a restart finds nothing pending.
         wait_until(lambda: d.log_lines(r"\b%s delivered to=<later@remote.test>" % qid8), 10,
                    "later@ delivered")
         d.stop()

@@ -179,7 +179,8 @@ struct seen {
 	bool pending[8], noticed[8]; /* of the non-notice message */
 	uint32_t nrcpts;
 	char notice_to[64];
-	struct spool_ref notice_ref;
+	struct spool_ref notice_ref;	/* the last */
+	struct spool_ref notice_refs[8]; /* in spool order */
 };
 
 static int recover_cb(void *arg, const struct spool_ref *ref, const char *qid,
@@ -188,6 +189,8 @@ static int recover_cb(void *arg, const struct spool_ref *ref, const char *qid,
 	struct seen *s = arg;
 	(void)qid;
 	if (env->sender[0] == '\0') {
+		if (s->notices < 8)
+			s->notice_refs[s->notices] = *ref;
 		s->notices++;
 		s->notice_ref = *ref;
 		snprintf(s->notice_to, sizeof(s->notice_to), "%s", env->rcpts[0].addr);
@@ -369,6 +372,63 @@ static void test_expired_fails_with_5_4_7(void **state)
 	relay_result_clear(&later);
 }
 
+static void test_success_notices(void **state)
+{
+	struct fx *f = *state;
+	int64_t now = time(NULL);
+	/* r0 asked NOTIFY=SUCCESS, r1 did not; the server had no DSN. */
+	struct spool_ref ref = append(f, "erin@x.test", 2, 0, now);
+	struct envelope env = {0};
+	uint8_t *body = NULL;
+	size_t len = 0;
+	assert_int_equal(spool_read(f->sp, &ref, &env, &body, &len), 0);
+	env.rcpts[0].notify = ENVELOPE_NOTIFY_SUCCESS;
+	struct relay_job *job = job_of(f, ref, 2, now);
+	job->flags = RELAY_JOB_SAY_RELAYED;
+	struct relay_result ok;
+	result(&ok, 250, "2.0.0", "queued there");
+	relay_job_finish(f->r, job, NULL, &ok, &env, body, len, "mx9.remote.test");
+	envelope_free(&env);
+	free(body);
+	struct relay_stats st;
+	relay_get_stats(f->r, &st);
+	assert_int_equal(st.delivered, 2);
+	assert_int_equal(st.notices, 1);
+	assert_non_null(f->r->nw_head);
+	assert_int_equal(f->r->nw_head->state, SPOOL_RCPT_PENDING); /* nothing to journal */
+	settle(f);
+
+	/* Delivered into Maildir (journalled there) with NOTIFY=SUCCESS: the
+	 * "delivered" notice only, no second journal entry. */
+	struct spool_ref ref2 = append(f, "fred@x.test", 1, ENVELOPE_NOTIFY_SUCCESS, now);
+	assert_int_equal(spool_journal_final(f->sp, &ref2, 0, SPOOL_RCPT_DELIVERED), 0);
+	struct relay_job *job2 = job_of(f, ref2, 1, now);
+	job2->flags = RELAY_JOB_SAY_DELIVERED | RELAY_JOB_JOURNALLED;
+	relay_job_finish(f->r, job2, NULL, &ok, NULL, NULL, 0, NULL);
+	relay_get_stats(f->r, &st);
+	assert_int_equal(st.delivered, 2); /* counted by delivery, not here */
+	assert_int_equal(st.notices, 2);
+	settle(f);
+
+	struct seen s = {0};
+	fx_down(f);
+	f->sp = open_spool(f);
+	assert_int_equal(spool_recover(f->sp, recover_cb, &s), 0);
+	assert_int_equal(s.messages, 0); /* both originals final */
+	assert_int_equal(s.notices, 2);
+	char *t1 = notice_text(f, s.notice_refs[0]);
+	assert_non_null(strstr(t1, "Action: relayed"));
+	assert_non_null(strstr(t1, "Final-Recipient: rfc822; r0@remote.test"));
+	assert_null(strstr(t1, "r1@remote.test")); /* no NOTIFY=SUCCESS: not reported */
+	assert_non_null(strstr(t1, "Remote-MTA: dns; mx9.remote.test"));
+	char *t2 = notice_text(f, s.notice_refs[1]);
+	assert_non_null(strstr(t2, "Action: delivered"));
+	assert_non_null(strstr(t2, "Status: 2.0.0"));
+	free(t1);
+	free(t2);
+	relay_result_clear(&ok);
+}
+
 static void test_heap_order(void **state)
 {
 	struct fx *f = *state;
@@ -401,6 +461,7 @@ int main(void)
 					    fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_delay_notice_once, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_expired_fails_with_5_4_7, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_success_notices, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_heap_order, fx_setup, fx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
