@@ -76,6 +76,7 @@ struct delivery_ctx {
 	struct delivery_msg *msg;
 	struct envelope env;
 	uint8_t *body;
+	size_t body_len;
 	char *lf_body; /* body with CRLF turned into LF */
 	size_t lf_len;
 	uint64_t body_hash; /* FNV-1a of lf_body, part of each copy's tag */
@@ -495,17 +496,29 @@ static int delivery_ctx_load(struct delivery *d, struct delivery_ctx *c)
 	if (c->env.nrcpts != m->nrcpts)
 		log_warn("%s delivery: record has %u recipients, submitted with %u", c->qid,
 			 c->env.nrcpts, m->nrcpts);
-	c->lf_body = delivery_crlf_to_lf(c->body, body_len, &c->lf_len);
-	c->body_hash = 0xcbf29ce484222325ULL;
-	for (size_t k = 0; c->lf_body != NULL && k < c->lf_len; k++)
-		c->body_hash = (c->body_hash ^ (unsigned char)c->lf_body[k]) * 0x100000001b3ULL;
+	c->body_len = body_len;
 	c->defer = calloc(m->nrcpts ? m->nrcpts : 1, sizeof(*c->defer));
 	c->remote = calloc(m->nrcpts ? m->nrcpts : 1, sizeof(*c->remote));
-	if (c->lf_body == NULL || c->defer == NULL || c->remote == NULL) {
+	if (c->defer == NULL || c->remote == NULL) {
 		log_err("%s delivery: out of memory", c->qid);
 		c->defer_all = true;
 		return -ENOMEM;
 	}
+	return 0;
+}
+
+/* The LF body and its hash, made for the first Maildir copy only: mail
+ * that leaves for the relay never needs them. */
+static int delivery_ctx_lf(struct delivery_ctx *c)
+{
+	if (c->lf_body != NULL)
+		return 0;
+	c->lf_body = delivery_crlf_to_lf(c->body, c->body_len, &c->lf_len);
+	if (c->lf_body == NULL)
+		return -ENOMEM;
+	c->body_hash = 0xcbf29ce484222325ULL;
+	for (size_t k = 0; k < c->lf_len; k++)
+		c->body_hash = (c->body_hash ^ (unsigned char)c->lf_body[k]) * 0x100000001b3ULL;
 	return 0;
 }
 
@@ -515,6 +528,8 @@ static int delivery_copy_init(struct delivery *d, struct delivery_ctx *c, uint32
 {
 	const char *addr = c->env.rcpts[i].addr;
 	memset(cp, 0, sizeof(*cp));
+	if (delivery_ctx_lf(c) < 0)
+		return -ENOMEM;
 	cp->ctx = c;
 	cp->rcpt = i;
 	cp->root = strdup(r->maildir_root);

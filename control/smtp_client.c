@@ -82,6 +82,7 @@ struct smtp_client {
 	bool mail_failed;	  /* MAIL refused: later replies are only consumed */
 	bool discard;		  /* 354 with nobody accepted: send a lone dot */
 	bool body8;		  /* the body has octets >= 0x80 */
+	bool utf8;		  /* the message needs SMTPUTF8 (msg_needs_utf8) */
 	unsigned nsteps;	  /* [RSET] MAIL RCPT*n DATA */
 	unsigned queued;	  /* steps put in out */
 	unsigned replied;	  /* steps answered */
@@ -301,14 +302,21 @@ static void tx_finish(struct smtp_client *c)
 	c->ops->msg_done(c->arg);
 }
 
+/* CLOSED, and whatever was not written yet is dropped: nothing may go
+ * out after the session ended (an unwritten QUIT included). */
+static void session_close(struct smtp_client *c)
+{
+	c->state = SMTP_CLIENT_CLOSED;
+	c->out_len = c->out_off = 0;
+}
+
 /* The session ends now: output dropped, CLOSED, open recipients get r,
  * and before READY r becomes the session error. */
 static void session_fail(struct smtp_client *c, const struct smtp_client_result *r)
 {
 	enum smtp_client_state was = c->state;
 
-	c->state = SMTP_CLIENT_CLOSED;
-	c->out_len = c->out_off = 0;
+	session_close(c);
 	if (was == SMTP_CLIENT_GREETING || was == SMTP_CLIENT_HELLO)
 		set_session_error(c, r);
 	if (c->tx_active) {
@@ -399,7 +407,7 @@ static void put_mail(struct smtp_client *c)
 	}
 	if ((f & SMTP_EXT_8BITMIME) && (env->body == ENVELOPE_BODY_8BITMIME || c->body8))
 		out_puts(c, " BODY=8BITMIME"); /* RFC 6152 */
-	if ((f & SMTP_EXT_SMTPUTF8) && env->smtputf8)
+	if ((f & SMTP_EXT_SMTPUTF8) && (env->smtputf8 || c->utf8))
 		out_puts(c, " SMTPUTF8"); /* RFC 6531 3.4 */
 	if (f & SMTP_EXT_DSN) {		  /* RFC 3461 4.3, 4.4 */
 		if (env->ret == ENVELOPE_RET_FULL)
@@ -725,7 +733,12 @@ static int on_tx_reply(struct smtp_client *c)
 			rcpt_deliver_open(c, &r);
 			c->mail_failed = true;
 			if (!c->pipelining) {
-				tx_done_nobody(c);
+				/* RFC 5321 4.1.1.2: a refused MAIL opened no
+				 * transaction, so the next needs no RSET.  (Pipelined,
+				 * the RCPTs already sent keep the RSET: a server may
+				 * have taken them anyway.) */
+				c->need_rset = false;
+				tx_finish(c);
 				return 0;
 			}
 		}
@@ -775,8 +788,7 @@ static int on_reply(struct smtp_client *c)
 	case SMTP_CLIENT_BUSY:
 		return on_tx_reply(c);
 	case SMTP_CLIENT_QUITTING:
-		c->state = SMTP_CLIENT_CLOSED; /* 221, or anything: we are done */
-		c->out_len = c->out_off = 0;
+		session_close(c); /* 221, or anything: we are done */
 		return 0;
 	default:
 		return protocol_error(c, "reply nobody asked for");
@@ -793,7 +805,7 @@ static int on_line(struct smtp_client *c, const char *line, size_t len)
 		return protocol_error(c, "reply nobody asked for");
 	rc = smtp_reply_parse_line(&c->parser, line, len, &rl);
 	if (rc < 0 && c->state == SMTP_CLIENT_QUITTING) {
-		c->state = SMTP_CLIENT_CLOSED; /* after QUIT nothing matters */
+		session_close(c); /* after QUIT nothing matters */
 		return 0;
 	}
 	if (rc < 0)
@@ -890,7 +902,7 @@ int smtp_client_feed(struct smtp_client *c, const void *data, size_t len)
 		if (c->line_len + take > sizeof(c->line)) {
 			c->line_len = 0;
 			if (c->state == SMTP_CLIENT_QUITTING) {
-				c->state = SMTP_CLIENT_CLOSED;
+				session_close(c);
 				break;
 			}
 			return protocol_error(c, "reply line too long");
@@ -915,8 +927,7 @@ void smtp_client_eof(struct smtp_client *c, const char *why)
 	if (c->state == SMTP_CLIENT_CLOSED)
 		return;
 	if (c->state == SMTP_CLIENT_QUITTING || c->state == SMTP_CLIENT_READY) {
-		c->state = SMTP_CLIENT_CLOSED;
-		c->out_len = c->out_off = 0;
+		session_close(c);
 		return;
 	}
 	r = local_result(c, 421, "4.4.2", "connection", "connection lost (%s) waiting for %s",
@@ -931,8 +942,7 @@ void smtp_client_timeout(struct smtp_client *c)
 	if (c->state == SMTP_CLIENT_CLOSED)
 		return;
 	if (c->state == SMTP_CLIENT_QUITTING || c->state == SMTP_CLIENT_READY) {
-		c->state = SMTP_CLIENT_CLOSED;
-		c->out_len = c->out_off = 0;
+		session_close(c);
 		return;
 	}
 	if (c->state == SMTP_CLIENT_BUSY && c->phase == TX_BODY)
@@ -965,9 +975,17 @@ void smtp_client_output_done(struct smtp_client *c, size_t n)
 		c->phase = TX_DOT; /* 4.5.3.2.6: now the long wait */
 }
 
+/* Eight octets at a time: every body is scanned once per send. */
 static bool has_8bit(const uint8_t *p, size_t len)
 {
-	for (size_t i = 0; i < len; i++)
+	size_t i = 0;
+	for (; i + 8 <= len; i += 8) {
+		uint64_t w;
+		memcpy(&w, p + i, 8);
+		if (w & 0x8080808080808080ULL)
+			return true;
+	}
+	for (; i < len; i++)
 		if (p[i] & 0x80)
 			return true;
 	return false;
@@ -978,8 +996,14 @@ static bool str_8bit(const char *s)
 	return has_8bit((const uint8_t *)s, strlen(s));
 }
 
-/* RFC 6531 3.2: does the message need SMTPUTF8 (a non-ASCII address, or
- * non-ASCII in the header section)? */
+/*
+ * RFC 6531 3.2: does the message need SMTPUTF8?  A non-ASCII address
+ * always does, whatever the envelope says (sending one without the
+ * parameter would break RFC 5321).  Non-ASCII in the header section does
+ * when the message came with SMTPUTF8; without it, that is a legacy raw
+ * 8-bit header, which 8BITMIME carries as it always has.  An SMTPUTF8
+ * message that needs none of it is downgraded (6531 3.4: SHOULD NOT ask).
+ */
 static bool msg_needs_utf8(const struct smtp_client_msg *m)
 {
 	const struct envelope *env = m->env;
@@ -991,6 +1015,12 @@ static bool msg_needs_utf8(const struct smtp_client_msg *m)
 	for (uint32_t k = 0; k < m->nrcpts; k++)
 		if (str_8bit(env->rcpts[m->rcpts[k]].addr))
 			return true;
+	if (!env->smtputf8)
+		return false;
+	/* The header section ends at the first empty line; a body that
+	 * starts with one has an empty header section. */
+	if (m->body_len >= 2 && m->body[0] == '\r' && m->body[1] == '\n')
+		return false;
 	hdr_end = m->body_len >= 4 ? memmem(m->body, m->body_len, "\r\n\r\n", 4) : NULL;
 	if (hdr_end)
 		hlen = (size_t)(hdr_end - m->body);
@@ -1008,7 +1038,7 @@ static int send_local_decision(struct smtp_client *c)
 		r = local_result(c, 552, "5.3.4", "MAIL",
 				 "message size %zu exceeds the server's limit %llu", m->body_len,
 				 (unsigned long long)c->exts.size_max);
-	else if (m->env->smtputf8 && !(f & SMTP_EXT_SMTPUTF8) && msg_needs_utf8(m))
+	else if (c->utf8 && !(f & SMTP_EXT_SMTPUTF8))
 		r = local_result(c, 553, "5.6.7", "MAIL", "SMTPUTF8 required but not offered");
 	else if (c->body8 && !(f & SMTP_EXT_8BITMIME))
 		r = local_result(c, 554, "5.6.3",
@@ -1059,6 +1089,7 @@ int smtp_client_send(struct smtp_client *c, const struct smtp_client_msg *m)
 	memset(c->rstate, RCPT_PENDING, m->nrcpts);
 	c->msg = *m;
 	c->body8 = has_8bit(m->body, m->body_len);
+	c->utf8 = msg_needs_utf8(m);
 	c->has_rset = c->need_rset;
 	c->nsteps = (c->has_rset ? 1 : 0) + 1 + m->nrcpts + 1;
 	for (unsigned i = 0; i < c->nsteps; i++) {
@@ -1106,8 +1137,7 @@ void smtp_client_quit(struct smtp_client *c)
 		session_fail(c, &r);
 		return;
 	default:
-		c->state = SMTP_CLIENT_CLOSED;
-		c->out_len = c->out_off = 0;
+		session_close(c);
 		return;
 	}
 }
