@@ -24,7 +24,7 @@
  * (CRLF only, one code per reply, at most SMTP_CLIENT_LINE_MAX octets a
  * line and SMTP_CLIENT_REPLY_LINES lines a reply); a reply that breaks
  * the rules, or one that nobody asked for, ends the session (-EPROTO).
- * Reply texts handed on are stripped of controls and non-ASCII octets
+ * Reply texts handed on have controls and non-ASCII octets replaced by '?'
  * and capped, so they are safe for logs and DSNs.
  */
 #ifndef SLUICE_SMTP_CLIENT_H

@@ -24,391 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/envelope.h"
-#include "control/smtp_client.h"
-
-#define HELO "client.test"
-#define MAXR 16
-#define LOG_MAX 16384
-
-/* EHLO replies. */
-#define EHLO_ALL                                                                                   \
-	"250-mx.test hello\r\n250-PIPELINING\r\n250-SIZE 10000\r\n250-8BITMIME\r\n"                \
-	"250-SMTPUTF8\r\n250-DSN\r\n250 ENHANCEDSTATUSCODES\r\n"
-#define EHLO_PIPE "250-mx.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
-#define EHLO_LOCK "250-mx.test\r\n250 8BITMIME\r\n"
-
-enum feed_mode {
-	FEED_WHOLE, /* each scripted reply in one feed */
-	FEED_BYTES, /* one octet per feed */
-	FEED_SPLIT, /* two feeds, cut at t->split */
-};
-
-/* One engine plus everything it told us. */
-struct tc {
-	struct smtp_client_cfg cfg;
-	struct smtp_client *c;
-	enum feed_mode mode;
-	size_t split;	     /* FEED_SPLIT: octets in the first feed */
-	size_t write_chunk;  /* octets reported written per output_done (0: all) */
-	char log[LOG_MAX];   /* results since the last expect_log */
-	size_t log_len;
-	char full[LOG_MAX];  /* every result of the session */
-	size_t full_len;
-	struct smtp_client_result res[MAXR]; /* last result per k (text: texts[k]) */
-	char texts[MAXR][SMTP_CLIENT_TEXT_MAX + 1];
-	unsigned nres[MAXR]; /* results per k in the current message */
-	uint32_t nrcpts;     /* recipients of the current message */
-	bool in_msg;	     /* a send was accepted and msg_done has not run */
-	unsigned ndone;	     /* msg_done calls */
-	void (*on_done)(struct tc *t); /* run from msg_done */
-	void *user;		       /* for on_done */
-	char *out;		       /* the last t_out() */
-	size_t out_len;
-	char *wire; /* every octet written this session */
-	size_t wire_len, wire_cap;
-	size_t max_slice; /* largest single smtp_client_output() */
-	unsigned nslices; /* smtp_client_output() calls that returned octets */
-};
-
-/* What the split runner is doing, for failure messages. */
-static char g_ctx[64];
-
-static void esc(const char *s, size_t n, char *buf, size_t cap)
-{
-	size_t j = 0;
-
-	for (size_t i = 0; i < n && j + 8 < cap; i++) {
-		unsigned char ch = (unsigned char)s[i];
-
-		if (ch == '\r')
-			j += (size_t)snprintf(buf + j, cap - j, "\\r");
-		else if (ch == '\n')
-			j += (size_t)snprintf(buf + j, cap - j, "\\n");
-		else if (ch < 0x20 || ch >= 0x7f)
-			j += (size_t)snprintf(buf + j, cap - j, "\\x%02x", ch);
-		else
-			buf[j++] = (char)ch;
-	}
-	if (j + 8 >= cap && n)
-		j += (size_t)snprintf(buf + j, cap - j, "...");
-	buf[j] = '\0';
-}
-
-static void logf_(struct tc *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void logf_(struct tc *t, const char *fmt, ...)
-{
-	char line[256];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	assert_true(n > 0 && (size_t)n < sizeof(line));
-	assert_true(t->log_len + (size_t)n < LOG_MAX && t->full_len + (size_t)n < LOG_MAX);
-	memcpy(t->log + t->log_len, line, (size_t)n + 1);
-	t->log_len += (size_t)n;
-	memcpy(t->full + t->full_len, line, (size_t)n + 1);
-	t->full_len += (size_t)n;
-}
-
-static void cb_rcpt(void *arg, uint32_t k, const struct smtp_client_result *r)
-{
-	struct tc *t = arg;
-	size_t tl;
-
-	if (!t->in_msg)
-		fail_msg("%s rcpt_result(%u) outside a message", g_ctx, k);
-	if (k >= t->nrcpts || k >= MAXR)
-		fail_msg("%s rcpt_result k=%u of %u", g_ctx, k, t->nrcpts);
-	if (t->nres[k]++)
-		fail_msg("%s rcpt_result twice for k=%u", g_ctx, k);
-	/* The header's promises about every result. */
-	assert_non_null(r->text);
-	assert_non_null(r->stage);
-	tl = strlen(r->text);
-	assert_true(tl <= SMTP_CLIENT_TEXT_MAX);
-	for (size_t i = 0; i < tl; i++)
-		assert_true((unsigned char)r->text[i] >= 0x20 && (unsigned char)r->text[i] < 0x7f);
-	assert_true(r->code >= 200 && r->code <= 599);
-	assert_int_equal(r->enh[0], '0' + r->code / 100);
-	t->res[k] = *r;
-	memcpy(t->texts[k], r->text, tl + 1);
-	t->res[k].text = t->texts[k];
-	logf_(t, "R%u %u %s %s%s\n", k, r->code, r->enh, r->stage, r->local ? " L" : "");
-}
-
-static void cb_done(void *arg)
-{
-	struct tc *t = arg;
-
-	if (!t->in_msg)
-		fail_msg("%s msg_done without a message", g_ctx);
-	for (uint32_t k = 0; k < t->nrcpts; k++)
-		if (t->nres[k] != 1)
-			fail_msg("%s msg_done: k=%u has %u results", g_ctx, k, t->nres[k]);
-	t->in_msg = false;
-	t->ndone++;
-	logf_(t, "D\n");
-	if (t->on_done)
-		t->on_done(t);
-}
-
-static const struct smtp_client_ops ops = {.rcpt_result = cb_rcpt, .msg_done = cb_done};
-
-static struct tc *t_new_mode(enum smtp_client_proto proto, bool no_pipe,
-			     const struct smtp_client_timeouts *to, enum feed_mode mode,
-			     size_t split)
-{
-	struct tc *t = calloc(1, sizeof(*t));
-
-	assert_non_null(t);
-	t->cfg.helo_name = HELO;
-	t->cfg.proto = proto;
-	t->cfg.no_pipelining = no_pipe;
-	if (to)
-		t->cfg.timeouts = *to;
-	t->mode = mode;
-	t->split = split;
-	t->c = smtp_client_new(&t->cfg, &ops, t);
-	assert_non_null(t->c);
-	return t;
-}
-
-static struct tc *t_new(enum smtp_client_proto proto)
-{
-	return t_new_mode(proto, false, NULL, FEED_WHOLE, 0);
-}
-
-static void t_free(struct tc *t)
-{
-	smtp_client_free(t->c);
-	free(t->out);
-	free(t->wire);
-	free(t);
-}
-
-/* Feed s as the mode says; the first error, or 0. */
-static int t_feedn(struct tc *t, const char *s, size_t n)
-{
-	int rc = 0, r;
-
-	switch (t->mode) {
-	case FEED_WHOLE:
-		return smtp_client_feed(t->c, s, n);
-	case FEED_BYTES:
-		for (size_t i = 0; i < n; i++) {
-			r = smtp_client_feed(t->c, s + i, 1);
-			if (r < 0 && rc == 0)
-				rc = r;
-			if (rc < 0)
-				assert_int_equal(r, rc); /* sticky */
-		}
-		return rc;
-	case FEED_SPLIT: {
-		size_t a = t->split < n ? t->split : n;
-
-		rc = smtp_client_feed(t->c, s, a);
-		r = smtp_client_feed(t->c, s + a, n - a);
-		if (rc < 0)
-			assert_int_equal(r, rc); /* sticky */
-		return rc < 0 ? rc : r;
-	}
-	}
-	return -1;
-}
-
-static int t_feed(struct tc *t, const char *s)
-{
-	return t_feedn(t, s, strlen(s));
-}
-
-static void feed_ok(struct tc *t, const char *s)
-{
-	int rc = t_feed(t, s);
-
-	if (rc != 0) {
-		char e[256];
-
-		esc(s, strlen(s), e, sizeof(e));
-		fail_msg("%s feed \"%s\": got %d want 0", g_ctx, e, rc);
-	}
-}
-
-/* Write everything the engine offers (in write_chunk pieces) into t->out. */
-static void t_out(struct tc *t)
-{
-	const void *p;
-	size_t n;
-
-	t->out_len = 0;
-	while ((n = smtp_client_output(t->c, &p)) > 0) {
-		size_t w = t->write_chunk && t->write_chunk < n ? t->write_chunk : n;
-
-		if (n > t->max_slice)
-			t->max_slice = n;
-		t->nslices++;
-		t->out = realloc(t->out, t->out_len + w + 1);
-		assert_non_null(t->out);
-		memcpy(t->out + t->out_len, p, w);
-		t->out_len += w;
-		if (t->wire_len + w > t->wire_cap) {
-			t->wire_cap = (t->wire_len + w) * 2;
-			t->wire = realloc(t->wire, t->wire_cap);
-			assert_non_null(t->wire);
-		}
-		memcpy(t->wire + t->wire_len, p, w);
-		t->wire_len += w;
-		smtp_client_output_done(t->c, w);
-	}
-	if (!t->out)
-		t->out = malloc(1);
-	assert_non_null(t->out);
-	t->out[t->out_len] = '\0';
-}
-
-static void expect_bytes(const char *what, const char *got, size_t glen, const char *want,
-			 size_t wlen)
-{
-	char g[1024], w[1024];
-	size_t i = 0;
-
-	if (glen == wlen && memcmp(got, want, glen) == 0)
-		return;
-	while (i < glen && i < wlen && got[i] == want[i])
-		i++;
-	/* Show from a little before the first difference. */
-	i = i > 40 ? i - 40 : 0;
-	esc(got + i, glen - i, g, sizeof(g));
-	esc(want + i, wlen - i, w, sizeof(w));
-	fail_msg("%s %s (lengths %zu/%zu, from offset %zu)\n got:  \"%s\"\n want: \"%s\"", g_ctx,
-		 what, glen, wlen, i, g, w);
-}
-
-static void expect_out(struct tc *t, const char *want)
-{
-	t_out(t);
-	expect_bytes("output", t->out, t->out_len, want, strlen(want));
-}
-
-static void expect_log(struct tc *t, const char *want)
-{
-	expect_bytes("results", t->log, t->log_len, want, strlen(want));
-	t->log_len = 0;
-	t->log[0] = '\0';
-}
-
-static void expect_state(struct tc *t, enum smtp_client_state want)
-{
-	enum smtp_client_state got = smtp_client_state(t->c);
-
-	if (got != want)
-		fail_msg("%s state got %s want %s", g_ctx, smtp_client_state_str(got),
-			 smtp_client_state_str(want));
-}
-
-static void expect_wait(struct tc *t, unsigned want)
-{
-	unsigned got = smtp_client_wait_seconds(t->c);
-
-	if (got != want)
-		fail_msg("%s wait_seconds in %s got %u want %u", g_ctx,
-			 smtp_client_state_str(smtp_client_state(t->c)), got, want);
-}
-
-static void expect_text(struct tc *t, uint32_t k, const char *want)
-{
-	if (strcmp(t->texts[k], want) != 0)
-		fail_msg("%s text of k=%u got \"%s\" want \"%s\"", g_ctx, k, t->texts[k], want);
-}
-
-/* Greeting, hello, READY; nothing left to write. */
-static void t_hello(struct tc *t, const char *hello_reply)
-{
-	feed_ok(t, "220 mx.test ESMTP\r\n");
-	expect_out(t, t->cfg.proto == SMTP_CLIENT_LMTP ? "LHLO " HELO "\r\n" : "EHLO " HELO "\r\n");
-	expect_state(t, SMTP_CLIENT_HELLO);
-	feed_ok(t, hello_reply);
-	expect_state(t, SMTP_CLIENT_READY);
-	expect_out(t, "");
-}
-
-static struct tc *t_open(enum smtp_client_proto proto, const char *hello_reply)
-{
-	struct tc *t = t_new(proto);
-
-	t_hello(t, hello_reply);
-	return t;
-}
-
-/* ---- messages ------------------------------------------------------- */
-
-struct mf {
-	struct envelope env;
-	uint32_t idx[MAXR];
-	struct smtp_client_msg m;
-};
-
-/* rcpts: a NULL-terminated list of addresses. */
-static void mf_init(struct mf *f, const char *sender, const char *const *rcpts, const char *body)
-{
-	uint32_t n = 0;
-
-	memset(f, 0, sizeof(*f));
-	f->env.sender = strdup(sender);
-	assert_non_null(f->env.sender);
-	for (; rcpts[n]; n++) {
-		assert_int_equal(envelope_add_rcpt(&f->env, rcpts[n], NULL, 0), 0);
-		f->idx[n] = n;
-	}
-	f->m.env = &f->env;
-	f->m.rcpts = f->idx;
-	f->m.nrcpts = n;
-	f->m.body = (const uint8_t *)body;
-	f->m.body_len = body ? strlen(body) : 0;
-}
-
-static void mf_free(struct mf *f)
-{
-	envelope_free(&f->env);
-}
-
-static int t_send_rc(struct tc *t, const struct smtp_client_msg *m)
-{
-	bool was = t->in_msg;
-	int rc;
-
-	if (!was && m) {
-		t->in_msg = true;
-		t->nrcpts = m->nrcpts;
-		memset(t->nres, 0, sizeof(t->nres));
-	}
-	rc = smtp_client_send(t->c, m);
-	if (rc < 0 && !was)
-		t->in_msg = false;
-	return rc;
-}
-
-static void t_send(struct tc *t, const struct smtp_client_msg *m)
-{
-	int rc = t_send_rc(t, m);
-
-	if (rc != 0)
-		fail_msg("%s smtp_client_send got %d want 0", g_ctx, rc);
-}
-
-static const char *const R1[] = {"a@x.test", NULL};
-static const char *const R2[] = {"a@x.test", "b@x.test", NULL};
-static const char *const R3[] = {"a@x.test", "b@x.test", "c@x.test", NULL};
-static const char *const R4[] = {"a@x.test", "b@x.test", "c@x.test", "d@x.test", NULL};
-
-#define BODY "Subject: t\r\n\r\nhello\r\n"
-#define MAIL_S "MAIL FROM:<s@y.test>\r\n"
-#define RCPT_A "RCPT TO:<a@x.test>\r\n"
-#define RCPT_B "RCPT TO:<b@x.test>\r\n"
-#define RCPT_C "RCPT TO:<c@x.test>\r\n"
-#define RCPT_D "RCPT TO:<d@x.test>\r\n"
+#include "smtp_client_tutil.h"
 
 /* ---- construction ----------------------------------------------------- */
 
@@ -416,23 +32,23 @@ static void test_new_invalid(void **state)
 {
 	static const char *const bad[] = {"", "a b", "a\r\nMAIL", "tab\there", "del\x7f"};
 	struct smtp_client_cfg cfg = {.helo_name = NULL};
-	struct smtp_client_ops no_done = {.rcpt_result = cb_rcpt};
+	struct smtp_client_ops no_done = {.rcpt_result = tc_ops.rcpt_result};
 	char longname[300];
 
 	(void)state;
 	errno = 0;
-	assert_null(smtp_client_new(&cfg, &ops, NULL));
+	assert_null(smtp_client_new(&cfg, &tc_ops, NULL));
 	assert_int_equal(errno, EINVAL);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		cfg.helo_name = bad[i];
 		errno = 0;
-		if (smtp_client_new(&cfg, &ops, NULL) != NULL || errno != EINVAL)
+		if (smtp_client_new(&cfg, &tc_ops, NULL) != NULL || errno != EINVAL)
 			fail_msg("helo_name \"%s\" accepted", bad[i]);
 	}
 	memset(longname, 'a', sizeof(longname) - 1);
 	longname[sizeof(longname) - 1] = '\0';
 	cfg.helo_name = longname;
-	assert_null(smtp_client_new(&cfg, &ops, NULL));
+	assert_null(smtp_client_new(&cfg, &tc_ops, NULL));
 	cfg.helo_name = HELO;
 	errno = 0;
 	assert_null(smtp_client_new(&cfg, &no_done, NULL));
@@ -862,6 +478,28 @@ static void test_lmtp_extra_reply(void **state)
 	t_free(t);
 }
 
+static void test_lmtp_first_refused(void **state)
+{
+	struct tc *t = t_open(SMTP_CLIENT_LMTP, "250-lmtp.test\r\n250 PIPELINING\r\n");
+	struct mf f;
+
+	(void)state;
+	mf_init(&f, "s@y.test", R4, BODY);
+	t_send(t, &f.m);
+	t_out(t);
+	/* k 0 and 2 refused: the data replies are k 1 and 3's. */
+	feed_ok(t, "250 ok\r\n550 5.1.1 no a\r\n250 ok\r\n450 4.2.1 no c\r\n250 ok\r\n354 go\r\n");
+	expect_log(t, "R0 550 5.1.1 RCPT\nR2 450 4.2.1 RCPT\n");
+	t_out(t);
+	feed_ok(t, "452 4.2.2 b full\r\n");
+	expect_log(t, "R1 452 4.2.2 end of data\n");
+	expect_text(t, 1, "b full");
+	feed_ok(t, "250 2.1.5 d ok\r\n");
+	expect_log(t, "R3 250 2.1.5 end of data\nD\n");
+	mf_free(&f);
+	t_free(t);
+}
+
 static void test_lmtp_all_refused(void **state)
 {
 	struct tc *t = t_open(SMTP_CLIENT_LMTP, "250-lmtp.test\r\n250 PIPELINING\r\n");
@@ -902,7 +540,8 @@ static void test_all_refused_pipelined(void **state)
 	mf_init(&g, "s@y.test", R1, BODY);
 	t_send(t, &f.m);
 	t_out(t);
-	feed_ok(t, "250 ok\r\n550 5.1.1 no a\r\n451 4.3.0 no b\r\n554 5.5.1 no valid recipients\r\n");
+	feed_ok(t,
+		"250 ok\r\n550 5.1.1 no a\r\n451 4.3.0 no b\r\n554 5.5.1 no valid recipients\r\n");
 	expect_log(t, "R0 550 5.1.1 RCPT\nR1 451 4.3.0 RCPT\nD\n");
 	expect_out(t, ""); /* no body */
 	expect_state(t, SMTP_CLIENT_READY);
@@ -1063,472 +702,6 @@ static void test_rset_refused(void **state)
 	expect_log(t, "R0 421 4.4.2 RSET L\nD\n");
 	expect_state(t, SMTP_CLIENT_CLOSED);
 	expect_out(t, "");
-	mf_free(&f);
-	t_free(t);
-}
-
-/* ---- the body ------------------------------------------------------- */
-
-/* One recipient, pipelined, up to 354; returns what was written for the
- * body (t->out). */
-static void body_session(struct tc *t, const char *body, size_t len)
-{
-	struct mf f;
-
-	t_hello(t, EHLO_PIPE);
-	mf_init(&f, "s@y.test", R1, NULL);
-	f.m.body = (const uint8_t *)body;
-	f.m.body_len = len;
-	t_send(t, &f.m);
-	expect_out(t, MAIL_S RCPT_A "DATA\r\n");
-	feed_ok(t, "250 ok\r\n250 ok\r\n354 go\r\n");
-	expect_wait(t, 180);
-	t_out(t);
-	expect_wait(t, 600);
-	feed_ok(t, "250 ok\r\n");
-	expect_log(t, "R0 250 2.0.0 end of data\nD\n");
-	mf_free(&f);
-}
-
-static void test_dot_stuffing(void **state)
-{
-	static const struct {
-		const char *body, *wire;
-	} cases[] = {
-	    {"a\r\n.b\r\n..\r\n.\r\nend\r\n", "a\r\n..b\r\n...\r\n..\r\nend\r\n.\r\n"},
-	    {".x\r\n", "..x\r\n.\r\n"},
-	    {".\r\n", "..\r\n.\r\n"},
-	    {".", "..\r\n.\r\n"},
-	    {"", ".\r\n"},
-	    {"abc", "abc\r\n.\r\n"},
-	    {"abc\r\n", "abc\r\n.\r\n"},
-	    {"a.b\r\n x.\r\n", "a.b\r\n x.\r\n.\r\n"},
-	    {"x\r\n.", "x\r\n..\r\n.\r\n"},
-	    {"\r\n.\r\n\r\n", "\r\n..\r\n\r\n.\r\n"},
-	};
-
-	(void)state;
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct tc *t = t_new(SMTP_CLIENT_SMTP);
-
-		snprintf(g_ctx, sizeof(g_ctx), "dot case %zu:", i);
-		body_session(t, cases[i].body, strlen(cases[i].body));
-		/* Everything after the commands is the stuffed body and its dot. */
-		const char *pre = "EHLO " HELO "\r\n" MAIL_S RCPT_A "DATA\r\n";
-		size_t pl = strlen(pre);
-
-		assert_true(t->wire_len >= pl);
-		expect_bytes("wire prefix", t->wire, pl, pre, pl);
-		expect_bytes("body", t->wire + pl, t->wire_len - pl, cases[i].wire,
-			     strlen(cases[i].wire));
-		t_free(t);
-	}
-	g_ctx[0] = '\0';
-}
-
-/* The reference: RFC 5321 4.5.2 done the obvious way. */
-static char *ref_stuff(const char *b, size_t len, size_t *out_len)
-{
-	char *o = malloc(2 * len + 8);
-	size_t j = 0;
-
-	assert_non_null(o);
-	for (size_t i = 0; i < len; i++) {
-		if (b[i] == '.' && (i == 0 || b[i - 1] == '\n'))
-			o[j++] = '.';
-		o[j++] = b[i];
-	}
-	if (!(len >= 2 && b[len - 2] == '\r' && b[len - 1] == '\n') && len) {
-		o[j++] = '\r';
-		o[j++] = '\n';
-	}
-	memcpy(o + j, ".\r\n", 3);
-	*out_len = j + 3;
-	return o;
-}
-
-struct bodybuf {
-	char *p;
-	size_t len, cap;
-};
-
-static void bb_add(struct bodybuf *b, const char *s, size_t n)
-{
-	if (b->len + n > b->cap) {
-		b->cap = (b->len + n) * 2;
-		b->p = realloc(b->p, b->cap);
-		assert_non_null(b->p);
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-}
-
-static void bb_rep(struct bodybuf *b, char ch, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		bb_add(b, &ch, 1);
-}
-
-static void check_big_body(const struct bodybuf *b, size_t write_chunk)
-{
-	struct tc *t = t_new(SMTP_CLIENT_SMTP);
-	const char *pre = "EHLO " HELO "\r\n" MAIL_S RCPT_A "DATA\r\n";
-	size_t rl, pl = strlen(pre);
-	char *ref = ref_stuff(b->p, b->len, &rl);
-
-	t->write_chunk = write_chunk;
-	body_session(t, b->p, b->len);
-	assert_true(t->wire_len >= pl);
-	expect_bytes("wire prefix", t->wire, pl, pre, pl);
-	expect_bytes("stuffed body", t->wire + pl, t->wire_len - pl, ref, rl);
-	/* Sliced, never copied whole: at most one slice plus the final dot. */
-	if (t->max_slice > SMTP_CLIENT_SLICE + 5)
-		fail_msg("%s a slice of %zu octets", g_ctx, t->max_slice);
-	if (b->len > SMTP_CLIENT_SLICE && t->nslices < 4)
-		fail_msg("%s %u slices for %zu octets", g_ctx, t->nslices, b->len);
-	free(ref);
-	t_free(t);
-}
-
-static void test_body_slices(void **state)
-{
-	(void)state;
-	/* A dot line at every position around the first slice boundary,
-	 * with its CRLF split there too. */
-	for (size_t delta = 0; delta <= 6; delta++) {
-		struct bodybuf b = {0};
-
-		snprintf(g_ctx, sizeof(g_ctx), "slice delta %zu:", delta);
-		bb_rep(&b, 'a', SMTP_CLIENT_SLICE - delta);
-		bb_add(&b, "\r\n.x\r\n..y\r\n", 11);
-		bb_rep(&b, 'b', SMTP_CLIENT_SLICE + 3);
-		bb_add(&b, "\r\n.\r\n.end", 9);
-		check_big_body(&b, 0);
-		check_big_body(&b, 4093); /* short writes */
-		free(b.p);
-	}
-	/* A body of nothing but dot lines: every line stuffed, ~3 slices. */
-	{
-		struct bodybuf b = {0};
-
-		snprintf(g_ctx, sizeof(g_ctx), "dot lines:");
-		for (int i = 0; i < 50000; i++)
-			bb_add(&b, ".\r\n", 3);
-		check_big_body(&b, 0);
-		free(b.p);
-	}
-	/* First octet a dot, big body. */
-	{
-		struct bodybuf b = {0};
-
-		snprintf(g_ctx, sizeof(g_ctx), "leading dot:");
-		bb_add(&b, ".", 1);
-		bb_rep(&b, 'c', 3 * SMTP_CLIENT_SLICE);
-		check_big_body(&b, 0);
-		free(b.p);
-	}
-	g_ctx[0] = '\0';
-}
-
-/* ---- local decisions ------------------------------------------------------ */
-
-static void expect_local_refusal(struct tc *t, const struct smtp_client_msg *m,
-				 uint16_t code, const char *enh)
-{
-	unsigned done = t->ndone;
-	char want[256];
-	size_t n = 0;
-
-	t_send(t, m);
-	/* Decided inside send: results and msg_done before it returned. */
-	assert_int_equal(t->ndone, done + 1);
-	for (uint32_t k = 0; k < m->nrcpts; k++)
-		n += (size_t)snprintf(want + n, sizeof(want) - n, "R%u %u %s MAIL L\n", k, code,
-				      enh);
-	snprintf(want + n, sizeof(want) - n, "D\n");
-	expect_log(t, want);
-	expect_out(t, "");
-	expect_state(t, SMTP_CLIENT_READY);
-	expect_wait(t, 0);
-}
-
-static void test_size_limit(void **state)
-{
-	struct tc *t = t_open(SMTP_CLIENT_SMTP, "250-mx.test\r\n250-PIPELINING\r\n250 SIZE 100\r\n");
-	char body[102];
-	struct mf f;
-
-	(void)state;
-	memset(body, 'x', 99);
-	memcpy(body + 99, "\r\n", 3); /* 101 octets */
-	mf_init(&f, "s@y.test", R2, body);
-	expect_local_refusal(t, &f.m, 552, "5.3.4");
-	/* At the limit it goes, with SIZE=. */
-	f.m.body_len = 100;
-	t_send(t, &f.m);
-	expect_out(t, "MAIL FROM:<s@y.test> SIZE=100\r\n" RCPT_A RCPT_B "DATA\r\n");
-	mf_free(&f);
-	t_free(t);
-
-	/* SIZE without a number: no fixed limit, SIZE= still given. */
-	t = t_open(SMTP_CLIENT_SMTP, "250-mx.test\r\n250 SIZE\r\n");
-	mf_init(&f, "s@y.test", R1, body);
-	t_send(t, &f.m);
-	expect_out(t, "MAIL FROM:<s@y.test> SIZE=101\r\n");
-	mf_free(&f);
-	t_free(t);
-}
-
-static void test_smtputf8(void **state)
-{
-	static const char *const UR[] = {"j\xc3\xb6rg@x.test", NULL};
-	const char *hdr8 = "Subject: gr\xc3\xbc\xc3\x9f\x65\r\n\r\nhi\r\n";
-	const char *body8 = "Subject: hi\r\n\r\ngr\xc3\xbc\xc3\x9f\x65\r\n";
-	struct tc *t;
-	struct mf f;
-
-	(void)state;
-	/* A UTF-8 address needs SMTPUTF8: refused locally without it. */
-	t = t_open(SMTP_CLIENT_SMTP, EHLO_PIPE);
-	mf_init(&f, "s@y.test", UR, BODY);
-	f.env.smtputf8 = true;
-	expect_local_refusal(t, &f.m, 553, "5.6.7");
-	mf_free(&f);
-	/* A UTF-8 sender, likewise. */
-	mf_init(&f, "\xc3\xa5@y.test", R1, BODY);
-	f.env.smtputf8 = true;
-	expect_local_refusal(t, &f.m, 553, "5.6.7");
-	mf_free(&f);
-	/* UTF-8 in the header section. */
-	mf_init(&f, "s@y.test", R1, hdr8);
-	f.env.smtputf8 = true;
-	expect_local_refusal(t, &f.m, 553, "5.6.7");
-	mf_free(&f);
-	/* SMTPUTF8 asked for but nothing needs it: downgraded, sent plain. */
-	mf_init(&f, "s@y.test", R1, BODY);
-	f.env.smtputf8 = true;
-	t_send(t, &f.m);
-	expect_out(t, MAIL_S RCPT_A "DATA\r\n");
-	feed_ok(t, "250 ok\r\n250 ok\r\n354 go\r\n");
-	t_out(t);
-	feed_ok(t, "250 ok\r\n");
-	expect_log(t, "R0 250 2.0.0 end of data\nD\n");
-	mf_free(&f);
-	/* 8-bit only below the header: 8BITMIME is enough. */
-	mf_init(&f, "s@y.test", R1, body8);
-	f.env.smtputf8 = true;
-	t_send(t, &f.m);
-	expect_out(t, "MAIL FROM:<s@y.test> BODY=8BITMIME\r\n" RCPT_A "DATA\r\n");
-	mf_free(&f);
-	t_free(t);
-
-	/* A UTF-8 address without the flag still needs SMTPUTF8. */
-	t = t_open(SMTP_CLIENT_SMTP, EHLO_PIPE);
-	mf_init(&f, "s@y.test", UR, BODY);
-	expect_local_refusal(t, &f.m, 553, "5.6.7");
-	mf_free(&f);
-	t_free(t);
-
-	/* Offered: the parameter goes on MAIL. */
-	t = t_open(SMTP_CLIENT_SMTP,
-		   "250-mx.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n");
-	mf_init(&f, "s@y.test", UR, hdr8);
-	f.env.smtputf8 = true;
-	t_send(t, &f.m);
-	expect_out(t, "MAIL FROM:<s@y.test> BODY=8BITMIME SMTPUTF8\r\n"
-		      "RCPT TO:<j\xc3\xb6rg@x.test>\r\nDATA\r\n");
-	mf_free(&f);
-	t_free(t);
-	t = t_open(SMTP_CLIENT_SMTP, "250-mx.test\r\n250-PIPELINING\r\n250 SMTPUTF8\r\n");
-	mf_init(&f, "s@y.test", UR, BODY);
-	t_send(t, &f.m);
-	expect_out(t, "MAIL FROM:<s@y.test> SMTPUTF8\r\nRCPT TO:<j\xc3\xb6rg@x.test>\r\nDATA\r\n");
-	mf_free(&f);
-	t_free(t);
-}
-
-static void test_8bitmime(void **state)
-{
-	const char *body8 = "Subject: hi\r\n\r\ncaf\xc3\xa9\r\n";
-	struct tc *t;
-	struct mf f;
-
-	(void)state;
-	/* No 8BITMIME: an 8-bit body cannot go (RFC 6152 3). */
-	t = t_open(SMTP_CLIENT_SMTP, "250-mx.test\r\n250 PIPELINING\r\n");
-	mf_init(&f, "s@y.test", R2, body8);
-	expect_local_refusal(t, &f.m, 554, "5.6.3");
-	mf_free(&f);
-	/* BODY=8BITMIME declared but the body is 7-bit: sent, no BODY=. */
-	mf_init(&f, "s@y.test", R1, BODY);
-	f.env.body = ENVELOPE_BODY_8BITMIME;
-	t_send(t, &f.m);
-	expect_out(t, MAIL_S RCPT_A "DATA\r\n");
-	mf_free(&f);
-	t_free(t);
-
-	t = t_open(SMTP_CLIENT_SMTP, EHLO_PIPE);
-	mf_init(&f, "s@y.test", R1, body8);
-	t_send(t, &f.m);
-	expect_out(t, "MAIL FROM:<s@y.test> BODY=8BITMIME\r\n" RCPT_A "DATA\r\n");
-	feed_ok(t, "250 ok\r\n250 ok\r\n354 go\r\n");
-	expect_out(t, "Subject: hi\r\n\r\ncaf\xc3\xa9\r\n.\r\n");
-	feed_ok(t, "250 ok\r\n");
-	expect_log(t, "R0 250 2.0.0 end of data\nD\n");
-	mf_free(&f);
-	/* Declared 8BITMIME, 7-bit content, offered: passed on. */
-	mf_init(&f, "s@y.test", R1, BODY);
-	f.env.body = ENVELOPE_BODY_8BITMIME;
-	t_send(t, &f.m);
-	expect_out(t, "MAIL FROM:<s@y.test> BODY=8BITMIME\r\n" RCPT_A "DATA\r\n");
-	mf_free(&f);
-	t_free(t);
-}
-
-/* ---- parameters ---------------------------------------------------- */
-
-static void dsn_env(struct mf *f)
-{
-	static const char *const none[] = {NULL};
-
-	mf_init(f, "s@y.test", none, "hi\r\n");
-	f->env.envid = strdup("QQ+2Bid");
-	f->env.ret = ENVELOPE_RET_HDRS;
-	f->env.body = ENVELOPE_BODY_8BITMIME;
-	f->env.smtputf8 = true;
-	assert_int_equal(envelope_add_rcpt(&f->env, "a@x.test", "rfc822;a@x.test",
-					   ENVELOPE_NOTIFY_SUCCESS | ENVELOPE_NOTIFY_FAILURE),
-			 0);
-	assert_int_equal(envelope_add_rcpt(&f->env, "b@x.test", NULL, ENVELOPE_NOTIFY_NEVER), 0);
-	assert_int_equal(envelope_add_rcpt(&f->env, "c@x.test", NULL, 0), 0);
-	assert_int_equal(envelope_add_rcpt(&f->env, "d@x.test", "rfc822;D+40x.test",
-					   ENVELOPE_NOTIFY_DELAY | ENVELOPE_NOTIFY_FAILURE |
-					       ENVELOPE_NOTIFY_SUCCESS),
-			 0);
-	for (uint32_t i = 0; i < 4; i++)
-		f->idx[i] = i;
-	f->m.nrcpts = 4;
-}
-
-static void test_params(void **state)
-{
-	static const struct {
-		const char *ehlo;
-		uint8_t ret;
-		const char *want;
-	} cases[] = {
-	    {EHLO_ALL, ENVELOPE_RET_HDRS,
-	     "MAIL FROM:<s@y.test> SIZE=4 BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=QQ+2Bid\r\n"
-	     "RCPT TO:<a@x.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a@x.test\r\n"
-	     "RCPT TO:<b@x.test> NOTIFY=NEVER\r\n"
-	     "RCPT TO:<c@x.test>\r\n"
-	     "RCPT TO:<d@x.test> NOTIFY=SUCCESS,FAILURE,DELAY ORCPT=rfc822;D+40x.test\r\n"
-	     "DATA\r\n"},
-	    {"250-mx.test\r\n250-PIPELINING\r\n250 DSN\r\n", ENVELOPE_RET_FULL,
-	     "MAIL FROM:<s@y.test> RET=FULL ENVID=QQ+2Bid\r\n"
-	     "RCPT TO:<a@x.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a@x.test\r\n"
-	     "RCPT TO:<b@x.test> NOTIFY=NEVER\r\n"
-	     "RCPT TO:<c@x.test>\r\n"
-	     "RCPT TO:<d@x.test> NOTIFY=SUCCESS,FAILURE,DELAY ORCPT=rfc822;D+40x.test\r\n"
-	     "DATA\r\n"},
-	    {"250-mx.test\r\n250-PIPELINING\r\n250 DSN\r\n", ENVELOPE_RET_UNSET,
-	     "MAIL FROM:<s@y.test> ENVID=QQ+2Bid\r\n"
-	     "RCPT TO:<a@x.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a@x.test\r\n"
-	     "RCPT TO:<b@x.test> NOTIFY=NEVER\r\n"
-	     "RCPT TO:<c@x.test>\r\n"
-	     "RCPT TO:<d@x.test> NOTIFY=SUCCESS,FAILURE,DELAY ORCPT=rfc822;D+40x.test\r\n"
-	     "DATA\r\n"},
-	    /* Nothing offered that the parameters need: none of them. */
-	    {"250-mx.test\r\n250 PIPELINING\r\n", ENVELOPE_RET_HDRS,
-	     "MAIL FROM:<s@y.test>\r\n" RCPT_A RCPT_B RCPT_C RCPT_D "DATA\r\n"},
-	    {"250-mx.test\r\n250-PIPELINING\r\n250-SIZE 10\r\n250 8BITMIME\r\n", ENVELOPE_RET_HDRS,
-	     "MAIL FROM:<s@y.test> SIZE=4 BODY=8BITMIME\r\n" RCPT_A RCPT_B RCPT_C RCPT_D
-	     "DATA\r\n"},
-	};
-
-	(void)state;
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct tc *t = t_open(SMTP_CLIENT_SMTP, cases[i].ehlo);
-		struct mf f;
-
-		snprintf(g_ctx, sizeof(g_ctx), "params case %zu:", i);
-		dsn_env(&f);
-		f.env.ret = cases[i].ret;
-		t_send(t, &f.m);
-		expect_out(t, cases[i].want);
-		mf_free(&f);
-		t_free(t);
-	}
-	g_ctx[0] = '\0';
-}
-
-static void test_null_sender_and_index_map(void **state)
-{
-	struct tc *t = t_open(SMTP_CLIENT_SMTP, EHLO_PIPE);
-	struct mf f;
-
-	(void)state;
-	mf_init(&f, "", R3, BODY);
-	/* This transaction carries env recipients 2 and 0, in that order. */
-	f.idx[0] = 2;
-	f.idx[1] = 0;
-	f.m.nrcpts = 2;
-	t_send(t, &f.m);
-	expect_out(t, "MAIL FROM:<>\r\n" RCPT_C RCPT_A "DATA\r\n");
-	feed_ok(t, "250 ok\r\n550 5.1.1 no c\r\n250 ok\r\n354 go\r\n");
-	expect_log(t, "R0 550 5.1.1 RCPT\n");
-	t_out(t);
-	feed_ok(t, "250 ok\r\n");
-	expect_log(t, "R1 250 2.0.0 end of data\nD\n");
-	mf_free(&f);
-	t_free(t);
-}
-
-static void test_send_errors(void **state)
-{
-	struct tc *t = t_new(SMTP_CLIENT_SMTP);
-	struct mf f;
-
-	(void)state;
-	mf_init(&f, "s@y.test", R2, BODY);
-	assert_int_equal(t_send_rc(t, &f.m), -EBUSY); /* GREETING */
-	t_hello(t, EHLO_PIPE);
-
-	f.m.nrcpts = 0;
-	assert_int_equal(t_send_rc(t, &f.m), -EINVAL);
-	f.m.nrcpts = 2;
-	f.idx[1] = 2; /* out of range */
-	assert_int_equal(t_send_rc(t, &f.m), -EINVAL);
-	f.idx[1] = 1;
-	free(f.env.sender);
-	f.env.sender = strdup("s@y.test> SIZE=1"); /* a space */
-	assert_int_equal(t_send_rc(t, &f.m), -EINVAL);
-	free(f.env.sender);
-	f.env.sender = strdup("s@y.test\r\nRSET");
-	assert_int_equal(t_send_rc(t, &f.m), -EINVAL);
-	free(f.env.sender);
-	f.env.sender = strdup("s@y.test");
-	free(f.env.rcpts[1].addr);
-	f.env.rcpts[1].addr = strdup("b@x.test\rDATA");
-	assert_int_equal(t_send_rc(t, &f.m), -EINVAL);
-	free(f.env.rcpts[1].addr);
-	f.env.rcpts[1].addr = strdup("b@x.test");
-	f.env.envid = strdup("a b");
-	assert_int_equal(t_send_rc(t, &f.m), -EINVAL);
-	free(f.env.envid);
-	f.env.envid = NULL;
-	f.env.rcpts[0].orcpt = strdup("rfc822;\x01");
-	assert_int_equal(t_send_rc(t, &f.m), -EINVAL);
-	free(f.env.rcpts[0].orcpt);
-	f.env.rcpts[0].orcpt = NULL;
-	assert_int_equal(t_send_rc(t, NULL), -EINVAL);
-	/* None of that ran a callback or wrote anything. */
-	expect_log(t, "");
-	expect_out(t, "");
-	expect_state(t, SMTP_CLIENT_READY);
-
-	t_send(t, &f.m);
-	assert_int_equal(t_send_rc(t, &f.m), -EBUSY); /* BUSY */
 	mf_free(&f);
 	t_free(t);
 }
@@ -1734,7 +907,7 @@ static struct tc *to_stage(int stage, struct mf *f, const struct smtp_client_tim
 
 static void test_eof_timeout(void **state)
 {
-	static const char *const waits[] = {"greeting", "EHLO", "MAIL",	       "RCPT",
+	static const char *const waits[] = {"greeting", "EHLO", "MAIL",	      "RCPT",
 					    "DATA",	"DATA", "end of data"};
 
 	(void)state;
@@ -1751,9 +924,10 @@ static void test_eof_timeout(void **state)
 					 waits[stage]);
 			} else if (how == 1) {
 				smtp_client_eof(t->c, "Connection reset by peer");
-				snprintf(want, sizeof(want),
-					 "connection lost (Connection reset by peer) waiting for %s",
-					 waits[stage]);
+				snprintf(
+				    want, sizeof(want),
+				    "connection lost (Connection reset by peer) waiting for %s",
+				    waits[stage]);
 			} else {
 				smtp_client_timeout(t->c);
 				if (stage == 5)
@@ -1953,10 +1127,10 @@ static void test_malformed(void **state)
 	char *lines101 = repeat_lines("250-x\r\n", SMTP_CLIENT_REPLY_LINES, "250 x\r\n");
 	char *over = long_line(SMTP_CLIENT_LINE_MAX + 1);
 	const char *cases[] = {
-	    "250 ok\n",		   /* bare LF */
-	    "250 o\rk\r\n",	   /* bare CR inside */
-	    "2x0 ok\r\n",	   /* bad code */
-	    "650 ok\r\n",	   /* no such class */
+	    "250 ok\n",	    /* bare LF */
+	    "250 o\rk\r\n", /* bare CR inside */
+	    "2x0 ok\r\n",   /* bad code */
+	    "650 ok\r\n",   /* no such class */
 	    "150 ok\r\n",
 	    "25\r\n",
 	    "250_ok\r\n", /* bad separator */
@@ -2122,16 +1296,13 @@ static void run_splits(void (*sc)(struct tc *t), enum smtp_client_proto proto, c
 
 			if (bytes && split > 0)
 				break;
-			t = t_new_mode(proto, false, NULL, bytes ? FEED_BYTES : FEED_SPLIT,
-				       split);
+			t = t_new_mode(proto, false, NULL, bytes ? FEED_BYTES : FEED_SPLIT, split);
 			t->write_chunk = bytes ? 1 : split % 7;
 			snprintf(g_ctx, sizeof(g_ctx), "%s %s %zu:", name,
 				 bytes ? "bytes" : "split", split);
 			sc(t);
-			expect_bytes("all results", t->full, t->full_len, ref->full,
-				     ref->full_len);
-			expect_bytes("all output", t->wire, t->wire_len, ref->wire,
-				     ref->wire_len);
+			expect_bytes("all results", t->full, t->full_len, ref->full, ref->full_len);
+			expect_bytes("all output", t->wire, t->wire_len, ref->wire, ref->wire_len);
 			expect_state(t, smtp_client_state(ref->c));
 			t_free(t);
 		}
@@ -2166,6 +1337,7 @@ int main(void)
 	    cmocka_unit_test(test_no_pipelining_cfg),
 	    cmocka_unit_test(test_lmtp),
 	    cmocka_unit_test(test_lmtp_extra_reply),
+	    cmocka_unit_test(test_lmtp_first_refused),
 	    cmocka_unit_test(test_lmtp_all_refused),
 	    cmocka_unit_test(test_all_refused_pipelined),
 	    cmocka_unit_test(test_all_refused_lockstep),
@@ -2173,14 +1345,6 @@ int main(void)
 	    cmocka_unit_test(test_data_refused),
 	    cmocka_unit_test(test_end_of_data_refused),
 	    cmocka_unit_test(test_rset_refused),
-	    cmocka_unit_test(test_dot_stuffing),
-	    cmocka_unit_test(test_body_slices),
-	    cmocka_unit_test(test_size_limit),
-	    cmocka_unit_test(test_smtputf8),
-	    cmocka_unit_test(test_8bitmime),
-	    cmocka_unit_test(test_params),
-	    cmocka_unit_test(test_null_sender_and_index_map),
-	    cmocka_unit_test(test_send_errors),
 	    cmocka_unit_test(test_second_message),
 	    cmocka_unit_test(test_send_from_msg_done),
 	    cmocka_unit_test(test_quit),
@@ -2196,5 +1360,7 @@ int main(void)
 	    cmocka_unit_test(test_splits),
 	};
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	int failed = cmocka_run_group_tests_name("smtp_client", tests, NULL, NULL);
+
+	return failed + test_smtp_client_msg_run();
 }
