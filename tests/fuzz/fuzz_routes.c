@@ -85,7 +85,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			check(!isupper((unsigned char)p[j]), "pattern lowercased", p);
 		switch (e->action) {
 		case ROUTE_LOCAL:
-			check(e->maildir_root && e->maildir_root[0], "local has maildir", p);
+			if (e->lmtp)
+				check(!e->maildir_root && e->relay_host && e->relay_host[0] &&
+					      e->relay_port,
+				      "lmtp local has host and port, no maildir", p);
+			else
+				check(e->maildir_root && e->maildir_root[0], "local has maildir", p);
 			check(!route_local_user_exists(e, ""), "empty user never exists", p);
 			break;
 		case ROUTE_RELAY_VIA:
